@@ -349,7 +349,9 @@ Status Channel::Open(const OpenParams& params) {
   msg.ringbuffer_gpadlhandle = ring_gpadl_;
   msg.target_vp = target_vcpu();
   msg.downstream_ringbuffer_pageoffset = params.send_ring_bytes / kPage;
-  std::memcpy(msg.userdata, params.userdata.data(), params.userdata.size());
+  if (!params.userdata.empty()) {  // memcpy from an empty span's null data() is undefined
+    std::memcpy(msg.userdata, params.userdata.data(), params.userdata.size());
+  }
   const wire::MessageBuffer buffer = wire::Encode(msg);
   auto response = core_.Request(RequestKind::kOpenChannel, relid(), relid(),
                                 std::span<const wire::MessageBuffer>(&buffer, 1), &rescinded_);
