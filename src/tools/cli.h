@@ -1,0 +1,93 @@
+// File: tools/cli.h
+//
+// What: the `uvmbus` command line: one options struct per subcommand, the CLI11 parser that fills
+// them (ParseCommandLine, testable without running anything) and Main(), which parses, maps
+// CLI11's exceptions onto the documented exit codes (exit_codes.h) and runs the subcommand.
+// Exceptions are used only here, inside the tool's argument parsing (style.md 1.9 #5).
+//
+//   uvmbus host  --socket PATH [--heartbeat-interval MS] [--log-level L]
+//   uvmbus guest --socket PATH [--name NAME] [--cpus N] [--count N] [--log-level L]
+//   uvmbus ls    --socket PATH [-v|-vv] [--json]
+//   uvmbus demo  [--guests N] [--heartbeats N] [--log-level L]
+//
+// Spec: none (tool); docs/cli.md is the user documentation.
+// Linux/OpenVMM: tools/hv/lsvmbus (ls), openvmm_entry/src/cli_args.rs (flag style).
+// Thread-safety: ParseCommandLine is reentrant; Main is meant to run once per process.
+#ifndef UVMBUS_TOOLS_CLI_H_
+#define UVMBUS_TOOLS_CLI_H_
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace uvmbus::tools {
+
+// Program version (--version, the admin "version" command, `ls --json`).
+inline constexpr const char* kProgramVersion = "0.1.0";
+
+// Defaults shared by the parser, the demo and the docs.
+inline constexpr uint32_t kDefaultHeartbeatIntervalMs = 1000;
+inline constexpr uint32_t kMinHeartbeatIntervalMs = 1;
+inline constexpr uint32_t kMaxHeartbeatIntervalMs = 3'600'000;
+inline constexpr uint32_t kDefaultGuestCpus = 2;
+inline constexpr uint32_t kMaxGuestCpus = 64;
+inline constexpr uint32_t kDefaultGuestRamMiB = 16;
+inline constexpr uint32_t kMaxGuestRamMiB = 16384;
+inline constexpr uint32_t kDefaultDemoGuests = 2;
+inline constexpr uint32_t kMaxDemoGuests = 8;
+inline constexpr uint32_t kDefaultDemoHeartbeats = 5;
+
+// `uvmbus host`: the host daemon.
+struct HostOptions {
+  std::string socket;
+  uint32_t heartbeat_interval_ms = kDefaultHeartbeatIntervalMs;
+  std::string log_level = "info";
+};
+
+// `uvmbus guest`: one guest process.
+struct GuestOptions {
+  std::string socket;
+  std::string name;  // empty: "guest-<pid>"
+  uint32_t cpus = kDefaultGuestCpus;
+  uint32_t ram_mib = kDefaultGuestRamMiB;
+  uint64_t count = 0;  // heartbeats to answer before exiting 0; 0 = run until interrupted
+  std::string log_level = "warn";
+};
+
+// `uvmbus ls`: lsvmbus for every guest of a host.
+struct LsOptions {
+  std::string socket;
+  int verbose = 0;  // number of -v
+  bool json = false;
+};
+
+// `uvmbus demo`: host + guests as separate processes, narrated.
+struct DemoOptions {
+  uint32_t guests = kDefaultDemoGuests;
+  uint64_t heartbeats = kDefaultDemoHeartbeats;
+  std::string log_level = "warn";
+};
+
+using Command = std::variant<HostOptions, GuestOptions, LsOptions, DemoOptions>;
+
+// The outcome of parsing: either a command to run, or an exit code to return at once (help or
+// version printed: 0; a usage error: 2, with the message already written to `err`).
+struct ParseResult {
+  std::optional<Command> command;
+  int exit_code = 0;
+};
+
+// Parses `args` (args[0] is the program name). Help and version text go to `out`, usage errors
+// (with a "Run with --help" hint) to `err`.
+ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream& out,
+                             std::ostream& err);
+
+// The whole program: parse, then run the subcommand. Returns the process exit code.
+int Main(int argc, char** argv);
+
+}  // namespace uvmbus::tools
+
+#endif  // UVMBUS_TOOLS_CLI_H_

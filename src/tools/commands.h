@@ -1,0 +1,26 @@
+// File: tools/commands.h
+//
+// What: the entry points of the `uvmbus` subcommands, each returning the process exit code
+// (exit_codes.h). cli.cc parses the command line and calls exactly one of them.
+//   RunHost  (host_command.cc)   the host daemon
+//   RunGuest (guest_command.cc)  one guest process
+//   RunLs    (ls_command.cc)     lsvmbus over the host's admin socket
+//   RunDemo  (demo_command.cc)   host + guests as separate processes, narrated
+// Spec: see each implementation file's banner.
+// Thread-safety: each Run* owns the process while it runs (signal dispositions, stdout); call
+// one per process.
+#ifndef UVMBUS_TOOLS_COMMANDS_H_
+#define UVMBUS_TOOLS_COMMANDS_H_
+
+#include "tools/cli.h"
+
+namespace uvmbus::tools {
+
+int RunHost(const HostOptions& options);
+int RunGuest(const GuestOptions& options);
+int RunLs(const LsOptions& options);
+int RunDemo(const DemoOptions& options);
+
+}  // namespace uvmbus::tools
+
+#endif  // UVMBUS_TOOLS_COMMANDS_H_
