@@ -107,8 +107,24 @@ void Channel::RunTasklet() {
   for (;;) {
     if (!callbacks_enabled_.load(std::memory_order_acquire)) return;
     stats_.callbacks.Add();
+    const uint32_t read_before = inbound_->read_index();
     callback_(*this);
     if (mode_.load(std::memory_order_acquire) != CallbackMode::kBatched) return;
+    if (inbound_->read_index() == read_before) {
+      // The driver consumed nothing. If the ring still holds bytes, they cannot be consumed (a
+      // corrupt host ring: the reader refuses the packet without moving its index). Looping or
+      // rescheduling would spin forever on hostile input, so stop here and leave the ring masked
+      // (OpenVMM stops a channel whose ring is corrupt). An empty ring is the ordinary case.
+      const auto pending = inbound_->BytesAvailable();
+      if (!pending || *pending != 0) {
+        stats_.tasklet_stalls.Add();
+        UVMBUS_LOG_RATELIMITED(log::Level::kWarn, "guest",
+                               "relid {}: inbound ring holds data the driver cannot consume; "
+                               "channel callbacks stopped",
+                               relid());
+        return;
+      }
+    }
     // hv_end_read: unmask, full barrier, re-check. Data that arrived while masked raised no
     // interrupt, so it must be handled here.
     const auto avail = inbound_->EndReadMask();
@@ -481,6 +497,7 @@ ChannelCounters Channel::counters() const {
   c.events = stats_.events.Get();
   c.callbacks = stats_.callbacks.Get();
   c.tasklet_yields = stats_.tasklet_yields.Get();
+  c.tasklet_stalls = stats_.tasklet_stalls.Get();
   if (outbound_) {
     const auto& s = outbound_->stats();
     c.intr_out_empty += s.intr_out_empty.Get();

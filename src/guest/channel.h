@@ -123,6 +123,9 @@ struct ChannelStats {
   Counter events;          // "events": guest->host signals (SignalEvent) on this channel
   Counter callbacks;       // driver callback invocations
   Counter tasklet_yields;  // BATCHED tasklet runs that hit the time budget and rescheduled
+  // BATCHED tasklet runs that stopped because the driver consumed nothing although the ring
+  // holds data (a corrupt host ring, spec 9.4): the channel is left masked instead of spinning.
+  Counter tasklet_stalls;
 };
 
 // A snapshot of every counter of a channel, including the ring counters.
@@ -135,6 +138,7 @@ struct ChannelCounters {
   uint64_t out_full_total = 0;
   uint64_t callbacks = 0;
   uint64_t tasklet_yields = 0;
+  uint64_t tasklet_stalls = 0;
 };
 
 class Channel {

@@ -319,6 +319,28 @@ TEST_F(ChannelTest, BatchedModeYieldsAfterItsBudgetAndStillDrainsEverything) {
   bus_.reset();  // callbacks capture locals of this test
 }
 
+TEST_F(ChannelTest, BatchedModeStopsInsteadOfSpinningOnACorruptHostRing) {
+  Start(1, {4});
+  Channel& ch = Ch(4);
+  Latch callbacks;
+  ASSERT_TRUE(ch.Open(SmallRings([&](Channel& c) {
+    DrainInbound(c);  // the reader refuses the corrupt index and consumes nothing
+    callbacks.Add();
+  })));
+  // A hostile host publishes an unaligned write index (spec 9.4 R1) and signals.
+  ch.inbound().view().write_index().store(12, std::memory_order_release);
+  ASSERT_TRUE(host_->SignalGuest(4));
+  ASSERT_TRUE(callbacks.WaitFor(1));
+  SyncVcpu(0);
+  SyncVcpu(0);  // a rescheduled tasklet would have run by now
+  const ChannelCounters c = ch.counters();
+  EXPECT_EQ(c.tasklet_stalls, 1u);
+  EXPECT_EQ(c.callbacks, 1u);  // not rescheduled: no busy loop on hostile input
+  EXPECT_EQ(c.tasklet_yields, 0u);
+  EXPECT_EQ(host_->GuestInterruptMask(4), 1u);  // left masked: the channel is stopped
+  bus_.reset();  // callbacks capture locals of this test
+}
+
 TEST_F(ChannelTest, InterruptSharingOneInterruptServesManyChannels) {
   constexpr uint32_t kChannels = 64;
   std::vector<uint32_t> relids;
