@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
 #include "common/guid.h"
 #include "partition/host_partition.h"
@@ -115,6 +117,12 @@ class Device {
     (void)channel;
     (void)target_vp;
   }
+
+  // Device-specific state and counters for snapshots (`uvmbus ls --json`, `uvmbus stats`):
+  // a JSON object, or null when the device has nothing to add. Called from any thread, possibly
+  // while the server holds its state lock: it must only read atomics or take the device's own
+  // leaf locks, and never call back into the server.
+  virtual nlohmann::json InspectJson() const { return nullptr; }
 };
 
 // Builds the devices of one connecting guest (each guest gets its own instances).

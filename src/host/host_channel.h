@@ -136,6 +136,10 @@ class HostChannel {
   Expected<std::shared_ptr<GpadlView>> Gpadl(uint32_t handle);
   Expected<std::span<uint8_t>> GpadlSpan(uint32_t handle);
 
+  // The guest this channel belongs to: devices resolve guest page numbers of GPA-direct packets
+  // through it (HostPartition::GuestPages, bounds-checked; spec 4.5, 9.7).
+  partition::HostPartition& partition() const { return *partition_; }
+
   // The ring GPADL (pinned for the channel's lifetime).
   const GpadlView& ring_gpadl() const { return *ring_gpadl_; }
 

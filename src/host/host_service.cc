@@ -301,6 +301,7 @@ nlohmann::json ToJson(const ServerSnapshot& s) {
     dj["description"] = std::string(wire::DeviceDescription(d.class_id));
     dj["max_subchannels"] = d.max_subchannels;
     dj["rescinded"] = d.rescinded;
+    if (!d.inspect.is_null()) dj["stats"] = d.inspect;
     nlohmann::json mapping = nlohmann::json::array();
     nlohmann::json channels = nlohmann::json::object();
     for (const ChannelInfo& c : d.channels) {

@@ -1126,6 +1126,7 @@ ServerSnapshot VmbusServer::Snapshot() const {
     info.max_subchannels = d->max_subchannels;
     info.rescinded = d->rescinded;
     info.primary_relid = d->relids.empty() ? 0 : d->relids[0];
+    info.inspect = d->device->InspectJson();
     for (const auto& [relid, ch] : channels_) {
       if (ch->device == d.get()) info.channels.push_back(DescribeChannel(*ch));
     }

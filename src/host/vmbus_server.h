@@ -165,6 +165,7 @@ struct DeviceInfo {
   uint16_t max_subchannels = 0;
   bool rescinded = false;
   std::vector<ChannelInfo> channels;  // ordered by relid
+  nlohmann::json inspect;             // Device::InspectJson() (null when it has nothing)
 };
 struct ServerSnapshot {
   partition::PeerInfo peer;

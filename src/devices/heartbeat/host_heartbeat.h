@@ -158,6 +158,7 @@ class HeartbeatDevice final : public host::Device {
   // The counters, valid for as long as the caller keeps the pointer.
   std::shared_ptr<const HeartbeatCounters> counters() const { return counters_; }
   HeartbeatStats Stats() const { return counters_->Snapshot(); }
+  nlohmann::json InspectJson() const override { return HeartbeatStatsToJson(Stats()); }
   const HeartbeatConfig& config() const { return config_; }
   const Guid& instance_id() const { return instance_id_; }
 

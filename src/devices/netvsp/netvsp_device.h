@@ -153,6 +153,7 @@ class NetvspDevice final : public host::Device, private net::LinkListener {
   NicState State() const;
   // {"id", "mac", "link", "nvsp_version", ..., "stats": {ethtool -S names}}.
   nlohmann::json StatsJson() const;
+  nlohmann::json InspectJson() const override { return StatsJson(); }
   const NicConfig& config() const { return config_; }
   const Guid& instance_id() const { return instance_id_; }
   // Largest frame this NIC carries (MTU + 14, capped by the backend).

@@ -109,6 +109,7 @@ TEST(HostServiceTest, SnapshotJsonUsesSysfsNames) {
   EXPECT_EQ(d["device_id"], "{" + TestInstance(1).ToString() + "}");
   EXPECT_EQ(d["description"], "Synthetic network adapter");
   EXPECT_EQ(d["channel_vp_mapping"], nlohmann::json::array({"1:1"}));
+  EXPECT_EQ(d["stats"]["fake_name"], "net0");  // Device::InspectJson() is carried through
   const nlohmann::json& ch = d["channels"]["1"];
   for (const char* key : {"cpu", "in_mask", "out_mask", "read_avail", "write_avail", "events",
                           "interrupts", "subchannel_id", "monitor_id", "pending", "intr_in_full",

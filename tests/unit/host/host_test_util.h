@@ -71,6 +71,8 @@ class FakeDevice final : public Device {
     return p;
   }
   uint16_t MaxSubchannels() const override { return max_subchannels_; }
+  // Immutable data only: the server may call this under its state lock.
+  nlohmann::json InspectJson() const override { return {{"fake_name", name_}}; }
   void Install(DeviceControl* control) override {
     std::lock_guard lock(state_->mu);
     state_->control = control;
