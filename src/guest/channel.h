@@ -43,6 +43,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -141,7 +142,9 @@ struct ChannelCounters {
   uint64_t tasklet_stalls = 0;
 };
 
-class Channel {
+// Channels are created and shared-owned by the bus; a driver may keep one alive with
+// shared_from_this() (see driver.h, "Lifetime and ordering contract").
+class Channel : public std::enable_shared_from_this<Channel> {
  public:
   ~Channel();
   Channel(const Channel&) = delete;
@@ -158,8 +161,10 @@ class Channel {
   uint32_t connection_id() const { return offer_.connection_id; }
   bool monitor_allocated() const { return offer_.MonitorAllocated(); }
   uint8_t monitor_id() const { return offer_.monitorid; }
-  // The device this channel belongs to (the primary's device for a sub-channel).
+  // The device this channel belongs to (the primary's device for a sub-channel). Valid while the
+  // device's driver is bound; device_ref() for a reference that keeps it alive.
   VmbusDevice* device() const { return device_; }
+  std::shared_ptr<VmbusDevice> device_ref() const { return device_ref_.lock(); }
 
   // ---- State ----
   ChannelState state() const EXCLUDES(mu_);
@@ -250,7 +255,13 @@ class Channel {
   // user still holds may outlive the bus's threads.
   void Detach();
   void MarkReleased() EXCLUDES(mu_);
-  void set_device(VmbusDevice* device) { device_ = device; }
+  void set_device(const std::shared_ptr<VmbusDevice>& device) {
+    device_ = device.get();
+    device_ref_ = device;
+  }
+  // True for the first caller only: the bus releases a channel once (a rescind and a removal may
+  // race to do it).
+  bool ClaimRelease() { return !release_claimed_.exchange(true, std::memory_order_acq_rel); }
   // Accumulates the ring counters before the rings go away (Close).
   void SaveRingCounters() REQUIRES(mu_);
   Status CheckControlContext() const;
@@ -258,7 +269,11 @@ class Channel {
   BusCore& core_;
   const wire::OfferChannel offer_;
   const bool primary_;
-  VmbusDevice* device_ = nullptr;  // set once, before the channel is visible to drivers
+  // Set once, before the channel is visible to drivers or bus workers. Weak: the device owns
+  // its channels.
+  VmbusDevice* device_ = nullptr;
+  std::weak_ptr<VmbusDevice> device_ref_;
+  std::atomic<bool> release_claimed_{false};
 
   // Serialises the blocking control operations (Open, Close, SetTargetVcpu, Shutdown); taken
   // before mu_. Never held by the message path, so a rescind can wake a blocked Open (M12).

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "guest/bus_core.h"
 #include "wire/device_guids.h"
 
 namespace uvmbus::guest {
@@ -50,7 +51,8 @@ std::vector<Driver*> DriverRegistry::drivers() const {
   return drivers_;
 }
 
-VmbusDevice::VmbusDevice(std::shared_ptr<Channel> primary) : primary_(std::move(primary)) {}
+VmbusDevice::VmbusDevice(BusCore& core, std::shared_ptr<Channel> primary)
+    : core_(core), primary_(std::move(primary)) {}
 
 VmbusDevice::~VmbusDevice() = default;
 
@@ -78,14 +80,59 @@ void VmbusDevice::SetSubchannelRescindCallback(std::function<void(Channel&)> cal
   sc_rescind_callback_ = std::move(callback);
 }
 
-std::function<void(Channel&)> VmbusDevice::subchannel_rescind_callback() const {
-  std::lock_guard lock(mu_);
-  return sc_rescind_callback_;
+uint32_t VmbusDevice::bus_version() const { return core_.version(); }
+
+partition::GuestPageAllocator& VmbusDevice::page_allocator() const {
+  return core_.partition().allocator();
 }
 
-std::function<void(Channel&)> VmbusDevice::subchannel_callback() const {
+void VmbusDevice::RunCallback(CallbackKind kind, Channel& channel) {
+  std::function<void(Channel&)> callback;
+  {
+    std::lock_guard lock(mu_);
+    const bool allowed = kind == CallbackKind::kCreate ? removal_ == Removal::kLive
+                                                       : removal_ != Removal::kRemoved;
+    if (!allowed) return;
+    callback = kind == CallbackKind::kCreate ? sc_callback_ : sc_rescind_callback_;
+    if (!callback) return;
+    ++callbacks_running_;
+  }
+  // Not under mu_: the driver may call back into the device (subchannels(), Set*Callback).
+  callback(channel);
+  {
+    std::lock_guard lock(mu_);
+    --callbacks_running_;
+  }
+  idle_cv_.notify_all();
+}
+
+void VmbusDevice::QuiesceCallbacks() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return callbacks_running_ == 0; });
+  sc_callback_ = nullptr;
+  sc_rescind_callback_ = nullptr;
+}
+
+bool VmbusDevice::BeginRemoval() {
   std::lock_guard lock(mu_);
-  return sc_callback_;
+  if (removal_ != Removal::kLive) return false;
+  removal_ = Removal::kRemoving;
+  removed_.store(true, std::memory_order_release);
+  return true;
+}
+
+std::vector<std::shared_ptr<Channel>> VmbusDevice::FinishRemoval() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return callbacks_running_ == 0; });
+  removal_ = Removal::kRemoved;
+  return std::exchange(deferred_, {});
+}
+
+bool VmbusDevice::DeferTeardown(const std::shared_ptr<Channel>& channel) {
+  std::lock_guard lock(mu_);
+  if (removal_ != Removal::kRemoving) return false;
+  deferred_.push_back(channel);
+  return true;
 }
 
 void VmbusDevice::AddSubchannel(std::shared_ptr<Channel> channel) {

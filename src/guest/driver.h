@@ -17,10 +17,28 @@
 //       bus; its accessors are thread-safe. Probe() and Remove() of all drivers run on the bus's
 //       device worker, one at a time; a sub-channel callback runs on the bus's sub-channel
 //       worker. Driver objects must outlive their registration.
+//
+// Lifetime and ordering contract (notes/requests-netvsc.md items 1, 1b):
+//   * A VmbusDevice is shared-owned: the bus's work items hold it while they use it, so it is
+//     never freed under a pending rescind (the device worker may drop its map entry at any time).
+//   * Every Channel a driver was handed (channel(), subchannels(), a sub-channel callback) stays
+//     valid until the driver's Remove() returned, rescinded or not: the bus tears a rescinded
+//     sub-channel of a device being removed down only after Remove() returned. A driver that
+//     wants a channel for longer keeps a std::shared_ptr (Channel::shared_from_this(),
+//     subchannel_refs()); the object stays valid, the channel becomes kReleased.
+//   * The sub-channel rescind callback is always called for a rescinded sub-channel while the
+//     driver is bound, also while its Remove() runs (concurrently, on the sub-channel worker):
+//     the driver stops that channel's NAPI/tasklets there. The bus closes the channel only
+//     after the callback returned (and, during a removal, after Remove() returned).
+//   * Sub-channel callbacks (creation and rescind) belong to the bound driver: the bus waits for
+//     a running one and clears both once Remove() returned; none starts after that (the kRemove
+//     bus event). A creation callback is not started once the device's removal began.
 #ifndef UVMBUS_GUEST_DRIVER_H_
 #define UVMBUS_GUEST_DRIVER_H_
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -32,9 +50,11 @@
 #include "common/guid.h"
 #include "common/thread_annotations.h"
 #include "guest/channel.h"
+#include "partition/guest_page_allocator.h"
 
 namespace uvmbus::guest {
 
+class BusCore;
 class VmbusDevice;
 
 // A guest device driver (Linux struct hv_driver).
@@ -49,7 +69,8 @@ class Driver {
   // (the driver must have released what it acquired). Runs on the bus's device worker; may block.
   virtual Status Probe(VmbusDevice& device) = 0;
   // Unbinds: closes the channels the driver opened and tears down its GPADLs. Runs on the device
-  // worker. The bus closes whatever is left open afterwards.
+  // worker. Every channel of the device is still valid here (also rescinded sub-channels; their
+  // rescind callback may run concurrently). The bus closes whatever is left open afterwards.
   virtual void Remove(VmbusDevice& device) = 0;
   // hv_sock offers (TLNPI_PROVIDER_OFFER) match only a driver that returns true here (spec 7.3).
   virtual bool handles_hvsock() const { return false; }
@@ -88,14 +109,27 @@ class VmbusDevice {
   Channel& channel() const { return *primary_; }
   // The sub-channels offered so far (in offer order), excluding rescinded ones.
   std::vector<Channel*> subchannels() const EXCLUDES(mu_);
+  // Shared references to the primary and to every sub-channel the device holds (rescinded ones
+  // included until the bus released them): keep one to use a channel beyond Remove(). A held
+  // channel must not be used after the bus is destroyed.
+  std::shared_ptr<Channel> channel_ref() const { return primary_; }
+  std::vector<std::shared_ptr<Channel>> subchannel_refs() const EXCLUDES(mu_);
+
+  // The negotiated VMBus version word (wire/versions.h; 0 once the bus disconnected). Linux
+  // drivers test vmbus_proto_version (netvsc: GPADL teardown before/after close, spec 5.7).
+  uint32_t bus_version() const;
+  // The guest page allocator of the bus's partition (ring, receive/send buffer and bounce
+  // pages). Valid while the bus exists.
+  partition::GuestPageAllocator& page_allocator() const;
 
   // Linux vmbus_set_sc_create_callback: called (on the sub-channel worker) for every sub-channel
   // offered after this call. Set it before asking the host for sub-channels.
   void SetSubchannelCallback(std::function<void(Channel&)> callback) EXCLUDES(mu_);
 
   // Linux chn_rescind_callback for sub-channels: called (on the sub-channel worker) when the host
-  // rescinds one of this device's sub-channels, so the driver can stop using and close it. The
-  // bus closes it afterwards if it is still open, then releases the relid.
+  // rescinds one of this device's sub-channels while a driver is bound - also while its Remove()
+  // runs - so the driver can stop its NAPI/tasklets and close it. The bus closes it afterwards
+  // if it is still open (during a removal: after Remove() returned), then releases the relid.
   void SetSubchannelRescindCallback(std::function<void(Channel&)> callback) EXCLUDES(mu_);
 
   // Driver private data (Linux hv_set_drvdata / hv_get_drvdata). Not owned.
@@ -114,20 +148,41 @@ class VmbusDevice {
  private:
   friend class internal::BusImpl;
 
-  explicit VmbusDevice(std::shared_ptr<Channel> primary);
+  // kLive -> kRemoving (removal began: driver Remove() may run) -> kRemoved (Remove() returned).
+  enum class Removal : uint8_t { kLive, kRemoving, kRemoved };
+  enum class CallbackKind : uint8_t { kCreate, kRescind };
 
-  std::function<void(Channel&)> subchannel_callback() const EXCLUDES(mu_);
-  std::function<void(Channel&)> subchannel_rescind_callback() const EXCLUDES(mu_);
+  VmbusDevice(BusCore& core, std::shared_ptr<Channel> primary);
+
   void AddSubchannel(std::shared_ptr<Channel> channel) EXCLUDES(mu_);
   // Removes and returns the sub-channel (null if absent).
   std::shared_ptr<Channel> TakeSubchannel(uint32_t relid) EXCLUDES(mu_);
-  std::vector<std::shared_ptr<Channel>> subchannel_refs() const EXCLUDES(mu_);
+  // Runs the driver's sub-channel callback of `kind` on `channel` if the device's state allows
+  // it (kCreate: kLive only; kRescind: until kRemoved), counted so that QuiesceCallbacks() and
+  // FinishRemoval() can wait for it. Sub-channel worker only.
+  void RunCallback(CallbackKind kind, Channel& channel) EXCLUDES(mu_);
+  // Device worker, after the driver's Remove() returned: waits for a running sub-channel
+  // callback, then clears both (they belong to the unbound driver).
+  void QuiesceCallbacks() EXCLUDES(mu_);
+  // kLive -> kRemoving (and removed() true). False if the removal had begun already.
+  bool BeginRemoval() EXCLUDES(mu_);
+  // kRemoving -> kRemoved once no callback runs; returns the rescinded sub-channels whose
+  // teardown was deferred to the removal (DeferTeardown).
+  std::vector<std::shared_ptr<Channel>> FinishRemoval() EXCLUDES(mu_);
+  // While kRemoving, queues the rescinded `channel` for FinishRemoval()'s caller and returns
+  // true; otherwise false (the caller tears it down now).
+  bool DeferTeardown(const std::shared_ptr<Channel>& channel) EXCLUDES(mu_);
 
+  BusCore& core_;
   std::shared_ptr<Channel> primary_;
   mutable std::mutex mu_;
+  std::condition_variable idle_cv_;  // callbacks_running_ dropped to 0
   std::vector<std::shared_ptr<Channel>> subchannels_ GUARDED_BY(mu_);
   std::function<void(Channel&)> sc_callback_ GUARDED_BY(mu_);
   std::function<void(Channel&)> sc_rescind_callback_ GUARDED_BY(mu_);
+  Removal removal_ GUARDED_BY(mu_) = Removal::kLive;
+  uint32_t callbacks_running_ GUARDED_BY(mu_) = 0;
+  std::vector<std::shared_ptr<Channel>> deferred_ GUARDED_BY(mu_);
   std::atomic<Driver*> driver_{nullptr};
   std::atomic<void*> driver_data_{nullptr};
   std::atomic<bool> removed_{false};

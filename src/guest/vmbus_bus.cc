@@ -13,6 +13,7 @@
 // Locks: mu_ (devices/channels maps) is never held while posting, waiting or calling a driver.
 #include "guest/vmbus_bus.h"
 
+#include <algorithm>
 #include <bit>
 #include <condition_variable>
 #include <cstring>
@@ -154,8 +155,9 @@ class BusImpl final : public BusCore, public VcpuThread::Handler {
   // Device worker: driver Remove(), channels shut down; with `release` (rescind) the primary's
   // relid is released too.
   void RemoveDevice(const std::shared_ptr<VmbusDevice>& device, bool release);
-  // Sub-channel worker: rescind of a sub-channel.
-  void RemoveSubchannel(const std::shared_ptr<Channel>& channel);
+  // Sub-channel worker: rescind of a sub-channel of `device` (null if the device is gone).
+  void RemoveSubchannel(const std::shared_ptr<VmbusDevice>& device,
+                        const std::shared_ptr<Channel>& channel);
   // Device worker: every device (disconnect / host gone).
   void RemoveAllDevices(bool talk_to_host);
   // Unpublishes, waits for the vCPUs, sends RELID_RELEASED (if `send`), forgets the channel.
@@ -537,11 +539,11 @@ void BusImpl::ProcessOffer(const wire::OfferChannel& offer) {
     }
     channels_[relid] = channel;
     if (sub) {
-      channel->set_device(device.get());
+      channel->set_device(device);
       device->AddSubchannel(channel);
     } else {
-      device.reset(new VmbusDevice(channel));
-      channel->set_device(device.get());
+      device.reset(new VmbusDevice(*this, channel));
+      channel->set_device(device);
       devices_[relid] = device;
     }
   }
@@ -573,6 +575,11 @@ void BusImpl::ProcessRescind(uint32_t relid) {
       if (d != devices_.end()) device = d->second;
     }
   }
+  // A sub-channel's removal holds its device: the device worker may drop the device's last
+  // map reference (Disconnect, rescind of the primary) before the sub-channel worker runs it
+  // (notes/requests-netvsc.md item 1).
+  std::shared_ptr<VmbusDevice> parent =
+      channel != nullptr && !channel->is_primary() ? channel->device_ref() : nullptr;
   if (channel == nullptr) {  // M10
     stats_.rescind_unknown.Add();
     UVMBUS_LOG_RATELIMITED(log::Level::kWarn, "guest", "ignored rescind of unknown relid {}",
@@ -591,7 +598,7 @@ void BusImpl::ProcessRescind(uint32_t relid) {
   if (device != nullptr) {
     device_wq_.Post([this, device] { RemoveDevice(device, /*release=*/true); });
   } else {
-    sc_wq_.Post([this, channel] { RemoveSubchannel(channel); });
+    sc_wq_.Post([this, parent, channel] { RemoveSubchannel(parent, channel); });
   }
 }
 
@@ -625,7 +632,8 @@ void BusImpl::RunSubchannelCallback(const std::shared_ptr<VmbusDevice>& device,
                                     const std::shared_ptr<Channel>& channel) {
   if (device->removed() || channel->rescinded()) return;
   Emit(DeviceEvent(BusEventKind::kSubchannel, *channel));
-  if (auto callback = device->subchannel_callback()) callback(*channel);
+  // Not once the device's removal began; the removal waits for a callback already running.
+  device->RunCallback(VmbusDevice::CallbackKind::kCreate, *channel);
 }
 
 void BusImpl::UnbindDriver(const std::shared_ptr<VmbusDevice>& device) {
@@ -634,11 +642,15 @@ void BusImpl::UnbindDriver(const std::shared_ptr<VmbusDevice>& device) {
   BusEvent e = DeviceEvent(BusEventKind::kRemove, device->channel());
   e.driver = std::string(driver->name());
   driver->Remove(*device);
+  // The sub-channel callbacks were the driver's: none may start (or still run) once the bus
+  // reports the removal.
+  device->QuiesceCallbacks();
   stats_.removes.Add();
   Emit(std::move(e));
 }
 
 void BusImpl::ReleaseChannel(const std::shared_ptr<Channel>& channel, bool send) {
+  if (!channel->ClaimRelease()) return;  // a racing rescind / removal did it
   const uint32_t relid = channel->relid();
   relids_.Unpublish(relid, channel.get());
   SynchronizeVcpus();
@@ -660,14 +672,29 @@ void BusImpl::ReleaseChannel(const std::shared_ptr<Channel>& channel, bool send)
 }
 
 void BusImpl::RemoveDevice(const std::shared_ptr<VmbusDevice>& device, bool release) {
-  if (device->removed_.exchange(true, std::memory_order_acq_rel)) return;
+  if (!device->BeginRemoval()) return;
+  // Order (notes/requests-netvsc.md item 1b): the driver's Remove() first - every channel of
+  // the device, rescinded or not, stays open-able/closable and allocated meanwhile, and
+  // sub-channel rescinds processed meanwhile call the driver's rescind callback but defer the
+  // teardown to here; then no callback runs any more; then the bus closes what is left.
   UnbindDriver(device);
+  const std::vector<std::shared_ptr<Channel>> deferred = device->FinishRemoval();
   const bool talk = connected();
   // Sub-channels before the primary (Linux closes them first, spec 2.8).
   for (const auto& sc : device->subchannel_refs()) {
     sc->Shutdown(talk);
-    // Their relids are released by their own rescinds; on disconnect UNLOAD releases everything.
-    if (!release) ReleaseChannel(sc, /*send=*/false);
+    const bool rescind_done_here =
+        std::find(deferred.begin(), deferred.end(), sc) != deferred.end();
+    if (rescind_done_here) {
+      // Its rescind was processed during Remove(): release it now (spec 2.7).
+      ReleaseChannel(sc, /*send=*/true);
+      device->TakeSubchannel(sc->relid());
+    } else if (!release) {
+      // Disconnect / host gone: UNLOAD releases everything; a channel the host rescinded
+      // already still gets its RELID_RELEASED (its queued rescind then finds it released).
+      ReleaseChannel(sc, /*send=*/sc->rescinded());
+    }
+    // Otherwise (rescind of the primary) its own rescind releases it.
   }
   Channel& primary = device->channel();
   primary.Shutdown(talk);
@@ -677,10 +704,15 @@ void BusImpl::RemoveDevice(const std::shared_ptr<VmbusDevice>& device, bool rele
   if (it != devices_.end() && it->second == device) devices_.erase(it);
 }
 
-void BusImpl::RemoveSubchannel(const std::shared_ptr<Channel>& channel) {
-  VmbusDevice* device = channel->device();
-  if (device != nullptr && !device->removed()) {
-    if (auto callback = device->subchannel_rescind_callback()) callback(*channel);
+void BusImpl::RemoveSubchannel(const std::shared_ptr<VmbusDevice>& device,
+                               const std::shared_ptr<Channel>& channel) {
+  if (device != nullptr) {
+    // Always told while a driver may use the channel (also during its Remove()): the driver
+    // stops NAPI / tasklets on it before the bus closes it.
+    device->RunCallback(VmbusDevice::CallbackKind::kRescind, *channel);
+    // The device is being removed: its driver's Remove() may still close or poll this channel;
+    // RemoveDevice() tears it down after Remove() returned.
+    if (device->DeferTeardown(channel)) return;
   }
   channel->Shutdown(connected());
   ReleaseChannel(channel, /*send=*/true);
@@ -854,6 +886,11 @@ Status BusImpl::Disconnect() {
   // Drivers first (they close their channels and GPADLs while the host still answers).
   device_wq_.Post([this] { RemoveAllDevices(/*talk_to_host=*/true); });
   device_wq_.Flush();
+  // Rescinds the host sent while the drivers closed their channels (Hyper-V rescinds the
+  // sub-channels of a closed primary) finish before UNLOAD; they hold what they touch, and
+  // find the channels already released.
+  offer_wq_.Flush();
+  rescind_wq_.Flush();
   sc_wq_.Flush();
 
   Status result = Ok();
