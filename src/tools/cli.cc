@@ -28,6 +28,23 @@ std::string CheckGuestName(const std::string& name) {
   return {};
 }
 
+// CLI11 validators over the spec parsers (nic_spec.h): an empty string accepts.
+template <typename Parse>
+CLI::Validator SpecValidator(Parse parse, std::string name) {
+  return CLI::Validator(
+      [parse](std::string& value) -> std::string {
+        auto parsed = parse(value);
+        return parsed ? std::string() : parsed.error().message;
+      },
+      "", std::move(name));
+}
+
+Expected<net::Ipv4Interface> ParseAddrFlag(std::string_view text) {
+  auto cidr = ParseCidr(text);
+  if (!cidr) return MakeError(ErrorCode::kInvalidArgument, "expected A.B.C.D[/N]");
+  return *cidr;
+}
+
 const std::vector<std::string> kLogLevels = {"debug", "info", "warn", "error", "off"};
 
 void AddSocketOption(CLI::App* sub, std::string* socket) {
@@ -51,7 +68,13 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
   HostOptions host;
   GuestOptions guest;
   LsOptions ls;
+  StatsOptions stats;
+  ChannelsOptions channels;
   DemoOptions demo;
+  std::vector<std::string> nic_flags;
+  std::string addr_flag;
+  std::string tap_flag;
+  std::string traffic_flag;
 
   CLI::App app{"uvmbus: a user-space Hyper-V VMBus (host and guest) over a Unix socket.\n"
                "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 host unavailable,\n"
@@ -63,7 +86,9 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
   app.fallthrough(false);
 
   CLI::App* host_cmd = app.add_subcommand(
-      "host", "Run the host daemon: offers a heartbeat device to every guest that connects");
+      "host",
+      "Run the host daemon: offers a heartbeat device (and the --nic NICs) to every guest that "
+      "connects");
   AddSocketOption(host_cmd, &host.socket);
   host_cmd
       ->add_option("--heartbeat-interval", host.heartbeat_interval_ms,
@@ -71,6 +96,15 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->check(CLI::Range(kMinHeartbeatIntervalMs, kMaxHeartbeatIntervalMs))
       ->type_name("MS")
       ->capture_default_str();
+  host_cmd
+      ->add_option("--nic", nic_flags,
+                   "Offer a synthetic NIC (repeatable): guest=G,id=net0,backend=switch:sw0|"
+                   "tap:IF|tap-fd:N|loopback,mac=M,queues=N,mtu=M,pcap=FILE,spoof=on|off "
+                   "(all optional; no guest= means every guest)")
+      ->check(SpecValidator(ParseNicSpec, "NIC"))
+      ->type_name("SPEC")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   AddLogLevelOption(host_cmd, &host.log_level);
 
   CLI::App* guest_cmd = app.add_subcommand(
@@ -92,6 +126,27 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
                    "Exit 0 after answering N heartbeats (default: run until interrupted)")
       ->check(CLI::PositiveNumber)
       ->type_name("N");
+  guest_cmd
+      ->add_option("--addr", addr_flag,
+                   "IPv4 address of the NIC's ARP/ICMP responder (default 10.0.0.X/24 from the "
+                   "name)")
+      ->check(SpecValidator(ParseAddrFlag, "CIDR"))
+      ->type_name("CIDR");
+  auto* tap_opt =
+      guest_cmd
+          ->add_option("--tap", tap_flag,
+                       "Make the NIC a TAP interface (needs CAP_NET_ADMIN): NAME[,netns=NS,"
+                       "addr=CIDR]")
+          ->check(SpecValidator(ParseTapSpec, "TAP"))
+          ->type_name("SPEC");
+  guest_cmd
+      ->add_option("--traffic", traffic_flag,
+                   "Send and verify test frames: peer=MAC|IP,frames=N,sizes=60-MTU,flows=64"
+                   "[,rate=PPS,timeout=S,window=W]; prints one JSON line, exit 0 only if every "
+                   "frame arrived intact")
+      ->check(SpecValidator(ParseTrafficSpec, "TRAFFIC"))
+      ->type_name("SPEC")
+      ->excludes(tap_opt);
   AddLogLevelOption(guest_cmd, &guest.log_level);
 
   CLI::App* ls_cmd = app.add_subcommand(
@@ -102,8 +157,23 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
   ls_cmd->add_flag("--json", ls.json,
                    "One JSON document with sysfs attribute names and per-channel counters");
 
+  CLI::App* stats_cmd = app.add_subcommand(
+      "stats", "Per-NIC counters of every guest's synthetic NICs, in ethtool -S layout");
+  AddSocketOption(stats_cmd, &stats.socket);
+  stats_cmd->add_option("--guest", stats.guest, "Only this guest's NICs")->type_name("NAME");
+  stats_cmd->add_flag("--json", stats.json, "One JSON document: guest -> NIC id -> flat map");
+
+  CLI::App* channels_cmd = app.add_subcommand(
+      "channels", "Channel (queue) count of every synthetic NIC, in ethtool -l layout");
+  AddSocketOption(channels_cmd, &channels.socket);
+  channels_cmd->add_option("--guest", channels.guest, "Only this guest's NICs")
+      ->type_name("NAME");
+  channels_cmd->add_flag("--json", channels.json, "One JSON document (ethtool's netlink names)");
+
   CLI::App* demo_cmd = app.add_subcommand(
-      "demo", "Start a host and guests as separate processes and narrate the VMBus handshake");
+      "demo",
+      "Start a host and guests as separate processes, narrate the VMBus handshake and the "
+      "synthetic NIC's bring-up, and send traffic between the guests");
   demo_cmd->add_option("--guests", demo.guests, "Number of guest processes")
       ->check(CLI::Range(1u, kMaxDemoGuests))
       ->type_name("N")
@@ -112,6 +182,13 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->check(CLI::Range(uint64_t{1}, uint64_t{1000}))
       ->type_name("N")
       ->capture_default_str();
+  demo_cmd->add_option("--frames", demo.frames, "Test frames each guest sends to the other")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000}))
+      ->type_name("N")
+      ->capture_default_str();
+  demo_cmd->add_flag("--tap", demo.tap,
+                     "As root: TAP interfaces in two network namespaces, the system ping and a "
+                     "pcapng capture");
   AddLogLevelOption(demo_cmd, &demo.log_level);
 
   std::vector<const char*> argv;
@@ -133,12 +210,20 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
 
   ParseResult result;
   if (*host_cmd) {
+    for (const std::string& flag : nic_flags) host.nics.push_back(*ParseNicSpec(flag));
     result.command = host;
   } else if (*guest_cmd) {
+    if (!addr_flag.empty()) guest.addr = *ParseCidr(addr_flag);
+    if (!tap_flag.empty()) guest.tap = *ParseTapSpec(tap_flag);
+    if (!traffic_flag.empty()) guest.traffic = *ParseTrafficSpec(traffic_flag);
     result.command = guest;
   } else if (*ls_cmd) {
     if (ls.verbose > 2) ls.verbose = 2;  // lsvmbus accepts -vvv and prints like -vv
     result.command = ls;
+  } else if (*stats_cmd) {
+    result.command = stats;
+  } else if (*channels_cmd) {
+    result.command = channels;
   } else {
     result.command = demo;
   }
@@ -160,6 +245,10 @@ int Main(int argc, char** argv) {
             return RunGuest(options);
           } else if constexpr (std::is_same_v<T, LsOptions>) {
             return RunLs(options);
+          } else if constexpr (std::is_same_v<T, StatsOptions>) {
+            return RunStats(options);
+          } else if constexpr (std::is_same_v<T, ChannelsOptions>) {
+            return RunChannels(options);
           } else {
             return RunDemo(options);
           }

@@ -5,10 +5,14 @@
 // CLI11's exceptions onto the documented exit codes (exit_codes.h) and runs the subcommand.
 // Exceptions are used only here, inside the tool's argument parsing (style.md 1.9 #5).
 //
-//   uvmbus host  --socket PATH [--heartbeat-interval MS] [--log-level L]
-//   uvmbus guest --socket PATH [--name NAME] [--cpus N] [--count N] [--log-level L]
-//   uvmbus ls    --socket PATH [-v|-vv] [--json]
-//   uvmbus demo  [--guests N] [--heartbeats N] [--log-level L]
+//   uvmbus host     --socket PATH [--heartbeat-interval MS] [--nic SPEC]... [--log-level L]
+//   uvmbus guest    --socket PATH [--name NAME] [--cpus N] [--ram MIB] [--count N]
+//                   [--addr CIDR] [--tap NAME[,netns=NS,addr=CIDR]] [--traffic SPEC]
+//                   [--log-level L]
+//   uvmbus ls       --socket PATH [-v|-vv] [--json]
+//   uvmbus stats    --socket PATH [--guest G] [--json]
+//   uvmbus channels --socket PATH [--guest G] [--json]
+//   uvmbus demo     [--guests N] [--heartbeats N] [--frames N] [--tap] [--log-level L]
 //
 // Spec: none (tool); docs/cli.md is the user documentation.
 // Linux/OpenVMM: tools/hv/lsvmbus (ls), openvmm_entry/src/cli_args.rs (flag style).
@@ -23,6 +27,9 @@
 #include <variant>
 #include <vector>
 
+#include "net/tap.h"
+#include "tools/nic_spec.h"
+
 namespace uvmbus::tools {
 
 // Program version (--version, the admin "version" command, `ls --json`).
@@ -34,16 +41,21 @@ inline constexpr uint32_t kMinHeartbeatIntervalMs = 1;
 inline constexpr uint32_t kMaxHeartbeatIntervalMs = 3'600'000;
 inline constexpr uint32_t kDefaultGuestCpus = 2;
 inline constexpr uint32_t kMaxGuestCpus = 64;
-inline constexpr uint32_t kDefaultGuestRamMiB = 16;
+// Enough for netvsc's Linux-sized buffers (16 MiB receive, 1 MiB send) and the rings of a
+// several-queue NIC; pages are only touched when used.
+inline constexpr uint32_t kDefaultGuestRamMiB = 64;
 inline constexpr uint32_t kMaxGuestRamMiB = 16384;
 inline constexpr uint32_t kDefaultDemoGuests = 2;
 inline constexpr uint32_t kMaxDemoGuests = 8;
-inline constexpr uint32_t kDefaultDemoHeartbeats = 5;
+inline constexpr uint32_t kDefaultDemoHeartbeats = 3;
+inline constexpr uint64_t kDefaultDemoFrames = 20'000;
 
 // `uvmbus host`: the host daemon.
 struct HostOptions {
   std::string socket;
   uint32_t heartbeat_interval_ms = kDefaultHeartbeatIntervalMs;
+  // --nic flags (nic_spec.h), parsed and validated.
+  std::vector<NicSpec> nics;
   std::string log_level = "info";
 };
 
@@ -54,6 +66,12 @@ struct GuestOptions {
   uint32_t cpus = kDefaultGuestCpus;
   uint32_t ram_mib = kDefaultGuestRamMiB;
   uint64_t count = 0;  // heartbeats to answer before exiting 0; 0 = run until interrupted
+  // The NIC's IPv4 address for the ARP/ICMP responder (default: DefaultGuestAddress(name)).
+  std::optional<net::Ipv4Interface> addr;
+  // --tap: the NIC becomes a kernel TAP interface (no responder, no traffic).
+  std::optional<TapSpec> tap;
+  // --traffic: send/verify test frames, print a JSON line, exit 0 only if all arrived intact.
+  std::optional<TrafficSpec> traffic;
   std::string log_level = "warn";
 };
 
@@ -64,14 +82,29 @@ struct LsOptions {
   bool json = false;
 };
 
+// `uvmbus stats` (ethtool -S) and `uvmbus channels` (ethtool -l) for every synthetic NIC.
+struct StatsOptions {
+  std::string socket;
+  std::string guest;  // empty: every guest
+  bool json = false;
+};
+struct ChannelsOptions {
+  std::string socket;
+  std::string guest;
+  bool json = false;
+};
+
 // `uvmbus demo`: host + guests as separate processes, narrated.
 struct DemoOptions {
   uint32_t guests = kDefaultDemoGuests;
   uint64_t heartbeats = kDefaultDemoHeartbeats;
+  uint64_t frames = kDefaultDemoFrames;  // test frames each guest sends to the other
+  bool tap = false;  // TAP interfaces in two network namespaces, the system ping, a pcap file
   std::string log_level = "warn";
 };
 
-using Command = std::variant<HostOptions, GuestOptions, LsOptions, DemoOptions>;
+using Command = std::variant<HostOptions, GuestOptions, LsOptions, StatsOptions,
+                             ChannelsOptions, DemoOptions>;
 
 // The outcome of parsing: either a command to run, or an exit code to return at once (help or
 // version printed: 0; a usage error: 2, with the message already written to `err`).

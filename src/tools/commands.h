@@ -5,6 +5,7 @@
 //   RunHost  (host_command.cc)   the host daemon
 //   RunGuest (guest_command.cc)  one guest process
 //   RunLs    (ls_command.cc)     lsvmbus over the host's admin socket
+//   RunStats / RunChannels (stats_command.cc)  ethtool -S / -l for the synthetic NICs
 //   RunDemo  (demo_command.cc)   host + guests as separate processes, narrated
 // Spec: see each implementation file's banner.
 // Thread-safety: each Run* owns the process while it runs (signal dispositions, stdout); call
@@ -19,6 +20,8 @@ namespace uvmbus::tools {
 int RunHost(const HostOptions& options);
 int RunGuest(const GuestOptions& options);
 int RunLs(const LsOptions& options);
+int RunStats(const StatsOptions& options);
+int RunChannels(const ChannelsOptions& options);
 int RunDemo(const DemoOptions& options);
 
 }  // namespace uvmbus::tools

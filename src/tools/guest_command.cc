@@ -5,13 +5,19 @@
 //               interrupt eventfd per vCPU handed to the host (docs/socket-protocol.md)
 //   connected:  INITIATE_CONTACT, newest version first, until a VERSION_RESPONSE accepts (2.5)
 //   offer:      REQUESTOFFERS -> OFFERCHANNEL per device -> ALLOFFERS_DELIVERED (2.5, 2.7)
-//   probe:      class GUID matched against the registered drivers (hv_utils: heartbeat) (7.3)
+//   probe:      class GUID matched against the registered drivers (hv_utils: heartbeat,
+//               hv_netvsc: synthetic NIC) (7.3)
 //   open:       the driver opens the channel: ring GPADL, OPENCHANNEL/OPENCHANNEL_RESULT (2.8)
+//   netvsc:     the NIC's bring-up as netvsc did it inside its probe (NVSP/NDIS versions,
+//               buffers, RNDIS, each queue's channel and vCPU, link; spec 5.7, 7.8)
 //   heartbeat:  the IC NEGOTIATE, then every HEARTBEAT answered with seq + 1
-// printing one labelled line per step on stdout (each with a single write, see output.h), and
-// runs until SIGINT/SIGTERM (clean UNLOAD, exit 0), until --count heartbeats were answered (exit
-// 0), or until the host hangs up (exit 3, ExitCode::kHostUnavailable).
-// Spec: vmbus-protocol.md 2.5, 2.7, 2.8, 2.10, 7.1-7.3.
+// then serves the first NIC: an ARP + ICMP echo responder on every queue (--addr), or, with
+// --traffic, the test traffic of tools/traffic.h (one JSON line at the end), or, with --tap, a
+// kernel TAP interface pumped both ways (tools/guest_nic.h). It prints one labelled line per step
+// on stdout (each with a single write, see output.h), and runs until SIGINT/SIGTERM (clean
+// UNLOAD, exit 0), until --count heartbeats were answered (exit 0), until the traffic run ended
+// (exit 0 only if every frame arrived intact), or until the host hangs up (exit 3).
+// Spec: vmbus-protocol.md 2.5, 2.7, 2.8, 2.10, 5.7, 7.1-7.3, 7.8.
 // Thread-safety: the main thread waits on fds; bus and driver observers run on bus threads and
 // only print and count.
 #include <poll.h>
@@ -23,17 +29,21 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "devices/heartbeat/guest_heartbeat.h"
+#include "devices/netvsc/netvsc_drv.h"
 #include "guest/vmbus_bus.h"
 #include "partition/socket_guest_partition.h"
 #include "tools/commands.h"
 #include "tools/exit_codes.h"
+#include "tools/guest_nic.h"
 #include "tools/output.h"
 #include "tools/signals.h"
+#include "tools/traffic.h"
 
 namespace uvmbus::tools {
 namespace {
@@ -121,6 +131,8 @@ int RunGuest(const GuestOptions& options) {
     }
   });
 
+  netvsc::NetvscDriver nic_driver(**partition);
+
   auto bus = guest::VmbusBus::Create(**partition);
   if (!bus) {
     PrintError("uvmbus guest: {}", bus.error());
@@ -132,6 +144,10 @@ int RunGuest(const GuestOptions& options) {
   });
   if (auto st = (*bus)->RegisterDriver(driver); !st) {
     PrintError("uvmbus guest: registering {}: {}", driver.name(), st.error());
+    return ToInt(ExitCode::kFailure);
+  }
+  if (auto st = (*bus)->RegisterDriver(nic_driver); !st) {
+    PrintError("uvmbus guest: registering {}: {}", nic_driver.name(), st.error());
     return ToInt(ExitCode::kFailure);
   }
   if (auto st = (*bus)->Connect(); !st) {
@@ -147,7 +163,79 @@ int RunGuest(const GuestOptions& options) {
             guest::CallbackModeName(c.mode));
     }
   }
+  // netvsc brought every NIC up inside its probe, which Connect() waited for.
+  const std::vector<std::shared_ptr<netvsc::NetvscDevice>> nics = nic_driver.devices();
+  for (const auto& nic : nics) {
+    for (const std::string& line : DescribeBringUp(*nic)) PrintLine(line);
+  }
   heartbeat_printer.Release();
+
+  // Serve the first NIC: TAP pump, or responder (+ traffic) on a thread of its own.
+  std::unique_ptr<TapPump> tap;
+  std::unique_ptr<GuestNicLoop> nic_loop;
+  std::thread nic_thread;
+  std::atomic<bool> traffic_done{false};
+  std::atomic<bool> traffic_ok{false};
+  int setup_failure = -1;
+  if (nics.empty() && (options.tap || options.traffic)) {
+    PrintError("uvmbus guest {}: the host offered no synthetic NIC", name);
+    setup_failure = ToInt(ExitCode::kFailure);
+  } else if (!nics.empty() && options.tap) {
+    auto pump = TapPump::Start(*nics[0], *options.tap);
+    if (!pump) {
+      PrintError("uvmbus guest {}: TAP {}: {}", name, options.tap->ifname, pump.error());
+      setup_failure = ToInt(ExitCode::kFailure);
+    } else {
+      tap = std::move(*pump);
+      Print("tap: {} is interface {}{}{}, {} queue{}", nics[0]->name(), tap->ifname(),
+            options.tap->netns.empty() ? std::string() : " in netns " + options.tap->netns,
+            options.tap->addr ? fmt::format(" with {}/{}", options.tap->addr->address.ToString(),
+                                            options.tap->addr->prefix_length)
+                              : std::string(),
+            nics[0]->queue_count(), nics[0]->queue_count() == 1 ? "" : "s");
+    }
+  } else if (!nics.empty()) {
+    const net::Ipv4Interface address = options.addr.value_or(DefaultGuestAddress(name));
+    Print("responder: {} answers ARP and ICMP echo for {}/{} on {} queue{}", nics[0]->name(),
+          address.address.ToString(), address.prefix_length, nics[0]->queue_count(),
+          nics[0]->queue_count() == 1 ? "" : "s");
+    nic_loop = std::make_unique<GuestNicLoop>(*nics[0], address,
+                                              [](const std::string& line) { PrintLine(line); });
+    nic_thread = std::thread([&, loop = nic_loop.get()] {
+      if (options.traffic) {
+        const TrafficResult r = loop->RunTraffic(*options.traffic);
+        Print("traffic: {}: sent {}, received {} of {}, bad {}, duplicates {} in {:.3f} s",
+              r.ok ? "OK" : "FAILED " + r.error, r.sent, r.received, r.expected, r.bad,
+              r.duplicates, r.seconds);
+        PrintLine(nlohmann::json{{"traffic", r.ToJson()}}.dump());
+        traffic_ok.store(r.ok, std::memory_order_release);
+        traffic_done.store(true, std::memory_order_release);
+        if (!options.traffic->stay) {
+          Wake(done.get());
+          return;
+        }
+      }
+      loop->Serve();
+    });
+  }
+  auto stop_nic = [&] {
+    if (nic_loop) nic_loop->Stop();
+    if (nic_thread.joinable()) nic_thread.join();
+    if (tap) tap->Stop();
+  };
+  if (setup_failure >= 0) {
+    stop_nic();
+    (void)(*bus)->Disconnect();
+    return setup_failure;
+  }
+  // With --traffic the exit status is the run's.
+  auto traffic_status = [&] {
+    if (!options.traffic) return ToInt(ExitCode::kOk);
+    return traffic_done.load(std::memory_order_acquire) &&
+                   traffic_ok.load(std::memory_order_acquire)
+               ? ToInt(ExitCode::kOk)
+               : ToInt(ExitCode::kFailure);
+  };
 
   pollfd fds[3] = {{signals->fd(), POLLIN, 0},
                    {done.get(), POLLIN, 0},
@@ -166,19 +254,26 @@ int RunGuest(const GuestOptions& options) {
     if (!(*partition)->connected() || fds[2].revents != 0) {
       PrintError("uvmbus guest {}: the host hung up (answered {} heartbeats)", name,
                  answered.load(std::memory_order_relaxed));
+      stop_nic();
       return ToInt(ExitCode::kHostUnavailable);
+    }
+    if (options.traffic && !options.traffic->stay &&
+        traffic_done.load(std::memory_order_acquire)) {
+      Print("done: traffic run ended, unloading");
+      break;
     }
     if (count_reached.load(std::memory_order_acquire)) {
       Print("done: answered {} heartbeats, unloading", options.count);
       break;
     }
   }
+  stop_nic();
   // Drivers removed (channels closed, GPADLs torn down), then UNLOAD / UNLOAD_RESPONSE.
   if (auto st = (*bus)->Disconnect(); !st) {
     PrintError("uvmbus guest: disconnect: {}", st.error());
     return ToInt((*partition)->connected() ? ExitCode::kFailure : ExitCode::kHostUnavailable);
   }
-  return ToInt(ExitCode::kOk);
+  return traffic_status();
 }
 
 }  // namespace uvmbus::tools

@@ -1,8 +1,10 @@
 // File: tools/host_command.cc
 //
 // `uvmbus host`: the host daemon (docs/cli.md). Foreground, logs on stderr, one
-// host::HostService (a VmbusServer per guest, each guest offered its own heartbeat device) fed
-// by a partition::SocketHost on --socket, plus the admin socket (--socket + ".ctl").
+// host::HostService (a VmbusServer per guest, each guest offered its own heartbeat device and
+// the synthetic NICs of the --nic flags that match its name, tools/nic_host.h) fed by a
+// partition::SocketHost on --socket, plus the admin socket (--socket + ".ctl"), whose "ls"
+// document carries every device's counters (the NICs' ethtool names: `uvmbus stats`).
 //
 //   start:    block SIGINT/SIGTERM (signalfd, before any thread), ignore SIGHUP/SIGPIPE,
 //             SocketHost::Listen (removes a stale socket, refuses a live one), AdminServer,
@@ -37,6 +39,7 @@
 #include "tools/commands.h"
 #include "tools/exit_codes.h"
 #include "tools/ls_document.h"
+#include "tools/nic_host.h"
 #include "tools/output.h"
 #include "tools/sd_notify.h"
 #include "tools/signals.h"
@@ -121,8 +124,9 @@ int RunHost(const HostOptions& options) {
   const int64_t started_ms = NowMs();
 
   auto registry = std::make_shared<HeartbeatRegistry>();
+  auto nics = std::make_shared<NicHost>(options.nics);
   const auto interval = std::chrono::milliseconds(options.heartbeat_interval_ms);
-  host::DeviceFactory factory = [registry, interval](const partition::PeerInfo& peer) {
+  host::DeviceFactory factory = [registry, nics, interval](const partition::PeerInfo& peer) {
     devices::HeartbeatConfig config;
     config.interval = interval;
     auto device = std::make_unique<devices::HeartbeatDevice>(config);
@@ -131,6 +135,7 @@ int RunHost(const HostOptions& options) {
                     device->instance_id().ToString());
     std::vector<std::unique_ptr<host::Device>> devices;
     devices.push_back(std::move(device));
+    for (auto& nic : nics->Build(peer)) devices.push_back(std::move(nic));
     return devices;
   };
   // Destruction order matters: the SocketHost (declared later) is destroyed before the service
@@ -149,14 +154,15 @@ int RunHost(const HostOptions& options) {
   identity.admin_socket = AdminSocketPath(options.socket);
   identity.program_version = kProgramVersion;
   identity.heartbeat_interval_ms = options.heartbeat_interval_ms;
-  AdminServer::Handler handler = [&service, registry, identity,
+  AdminServer::Handler handler = [&service, registry, nics, identity,
                                   started_ms](const AdminRequest& request)
       -> Expected<nlohmann::json> {
     if (request.command == kAdminCommandLs) {
       HostIdentity id = identity;
       id.uptime_ms = NowMs() - started_ms;
       return BuildLsDocument(service.SnapshotJson(), id, [&](const std::string& device_id) {
-        return registry->Extras(device_id);
+        nlohmann::json extras = registry->Extras(device_id);
+        return extras.is_null() ? nics->Extras(device_id) : extras;
       });
     }
     if (request.command == kAdminCommandVersion) {
@@ -174,8 +180,9 @@ int RunHost(const HostOptions& options) {
                      admin.error());
     return ToInt(ExitCode::kFailure);
   }
-  UVMBUS_LOG_INFO(kLog, "listening on {} (admin socket {}), heartbeat every {} ms",
-                  options.socket, identity.admin_socket, options.heartbeat_interval_ms);
+  UVMBUS_LOG_INFO(kLog, "listening on {} (admin socket {}), heartbeat every {} ms, {} NIC flag{}",
+                  options.socket, identity.admin_socket, options.heartbeat_interval_ms,
+                  options.nics.size(), options.nics.size() == 1 ? "" : "s");
 
   std::string status = StatusLine(service.Snapshot());
   if (auto st = notifier.Notify("READY=1\nSTATUS=" + status); !st) {

@@ -78,8 +78,8 @@ struct NicConfig {
   std::shared_ptr<net::Endpoint> backend;
   // Offer instance GUID; unset = random.
   std::optional<Guid> instance_id;
-  // Guest RAM for GPA-direct transmits (spec 4.5); see /work/notes/requests-netvsp.md. Without it
-  // GPA-direct sends are failed (tx_bad_gpa). Must outlive the device.
+  // Guest RAM for GPA-direct transmits (spec 4.5). Null (the default): each channel's own
+  // HostChannel::partition(). Must outlive the device when set.
   partition::HostPartition* guest_memory = nullptr;
   // One worker thread per open channel (true) or manual Poll() (false).
   bool worker_threads = true;

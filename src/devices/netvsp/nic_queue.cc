@@ -544,8 +544,10 @@ void NicQueue::HandleSubchannel(const wire::NvspSubchannelRequest& msg, uint64_t
 }
 
 bool NicQueue::GatherGpa(const wire::GpaDirectPacket& gpa, uint8_t* dst) {
+  // NicConfig::guest_memory (tests) or, by default, the channel's own guest: an embedder whose
+  // DeviceFactory cannot know the partition (uvmbus host) still gets GPA-direct sends.
   partition::HostPartition* memory = session_->config().guest_memory;
-  if (memory == nullptr) return false;
+  if (memory == nullptr) memory = &channel_.partition();
   wire::GpaDirectRangeReader reader(gpa);
   wire::GpaDirectRange range;
   while (reader.Next(&range)) {
@@ -628,7 +630,6 @@ void NicQueue::HandleRndisPacket(const wire::NvspSendRndisPacket& msg, uint64_t 
     bytes = send->bytes.subspan(section.offset, section.length);
   } else {
     if (total > max_gather_) return fail(Stat::kTxTooBig);
-    if (cfg.guest_memory == nullptr) return fail(Stat::kTxBadGpa);
     // 8 spare bytes before the message keep every message 8-aligned in the arena.
     uint8_t* base = arena_.get() + arena_used_ + 8;
     if (section.used) std::memcpy(base, send->bytes.data() + section.offset, section.length);

@@ -1,0 +1,165 @@
+// File: tools/traffic.h
+//
+// What: what `uvmbus guest` does with its synthetic NIC when no TAP is asked for: a single
+// thread (`GuestNicLoop`) that polls every queue of a netvsc::NetDevice through the burst API
+// and
+//   * answers ARP requests and ICMP echo requests for the guest's address (net::Responder),
+//   * optionally (`--traffic`, TrafficSpec) resolves the peer by ARP, pings it three times, then
+//     sends N test frames of mixed sizes over many flows and checks every frame it receives.
+//
+// Test frames (IPv4/UDP, RFC 2544 benchmark addresses 198.18.0.0/15, valid IPv4 checksum):
+//   Ethernet(dst peer, src own, 0x0800) | IPv4 198.18.<own mac[5]>.<flow> -> 198.19.<peer mac[5]>.
+//   <flow >> 8> | UDP 10000+flow -> 20000+flow | payload:
+//     @42 u16 magic 0x5554 ("UT")  @44 u8 kind (1 data, 2 ack)  @45 u8 flags (ack: bit0 done)
+//     @46 u32 seq (data) / frames received so far (ack)  @50 u16 frame length
+//     @52 u16 RFC 1071 checksum of bytes [42, 52) and [54, length)
+//     @54.. pattern: byte i = f(seq, i)
+// Addresses and ports vary with the flow, so the Toeplitz hash spreads the flows over all queues
+// whether the host hashes 2-tuples or 4-tuples; the sender puts each frame on the queue netvsc
+// would pick for its flow (NetDevice::SelectQueue), so every queue carries its share.
+// A receiver checks magic, lengths, the IPv4 header checksum, the pattern and the checksum;
+// any mismatch counts as `bad`, a sequence number seen twice as `duplicates`.
+//
+// Flow control, so that no bounded queue on the way (switch port rings, netvsp mailboxes,
+// netvsc receive rings: all drop rather than block) ever overflows: the sender keeps at most
+// `window` frames sent but not acknowledged; the receiver acknowledges with an ack frame carrying
+// its cumulative count every window/4 frames, when idle, and every 20 ms (a lost ack is
+// repaired by the next). The run ends when all N frames were sent and acknowledged and N were
+// received, then lingers 200 ms to repeat its final ack; it fails on timeout.
+//
+// Spec: none (test traffic); vmbus-protocol.md 7.9 / 8.5 (queue selection), 8.1 (Toeplitz).
+// Linux/OpenVMM: DPDK testpmd txonly/rxonly (burst shape), RFC 2544 (address range).
+// Thread-safety: the builders are pure; a GuestNicLoop runs on one thread (Stop() from any).
+#ifndef UVMBUS_TOOLS_TRAFFIC_H_
+#define UVMBUS_TOOLS_TRAFFIC_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "devices/netvsc/net_device.h"
+#include "net/frame.h"
+#include "net/responder.h"
+#include "net/tap.h"
+#include "tools/nic_spec.h"
+
+namespace uvmbus::tools {
+namespace traffic {
+
+inline constexpr uint16_t kMagic = 0x5554;
+inline constexpr uint8_t kKindData = 1;
+inline constexpr uint8_t kKindAck = 2;
+inline constexpr uint8_t kFlagDone = 1;
+// Ethernet + IPv4 + UDP + the 12-byte test header: the shortest test frame.
+inline constexpr uint32_t kHeaderBytes = 54;
+
+// Who talks to whom.
+struct Link {
+  net::MacAddress src_mac{};
+  net::MacAddress dst_mac{};
+};
+
+// Writes a data frame of `length` bytes (kHeaderBytes..out.size()) for `flow` and `seq`.
+// Returns `length`, or 0 if it does not fit.
+uint32_t BuildData(std::span<uint8_t> out, const Link& link, uint32_t flow, uint32_t seq,
+                   uint32_t length);
+// Writes a 60-byte ack frame carrying `received` and the done flag.
+uint32_t BuildAck(std::span<uint8_t> out, const Link& link, uint32_t received, bool done);
+
+enum class Verdict : uint8_t { kData, kAck, kNotTest, kBad };
+struct Parsed {
+  Verdict verdict = Verdict::kNotTest;
+  uint32_t value = 0;  // data: seq; ack: received count
+  bool done = false;   // ack flag
+};
+// Classifies and verifies a received frame (see the file comment). Frames that are not UDP test
+// frames are kNotTest; test frames that fail any check are kBad.
+Parsed Parse(std::span<const uint8_t> frame);
+
+// Frame length of the frame with sequence number `seq` in [min, max]: spread over the range.
+uint32_t FrameLength(uint32_t seq, uint32_t min, uint32_t max);
+
+}  // namespace traffic
+
+// The outcome of a traffic run (also the JSON line `uvmbus guest --traffic` prints).
+struct TrafficResult {
+  bool ok = false;
+  std::string error;  // why not ok
+  uint64_t expected = 0;
+  uint64_t sent = 0;
+  uint64_t acked = 0;
+  uint64_t received = 0;
+  uint64_t bad = 0;
+  uint64_t duplicates = 0;
+  uint64_t other = 0;  // non-test frames (ARP, ICMP, ...)
+  // Every frame the NIC took in Send() / handed out in Receive() since the guest started
+  // (test frames, acks, ARP, ICMP): what the host's counters must match.
+  uint64_t frames_out = 0;
+  uint64_t frames_in = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t rx_bytes = 0;
+  std::vector<uint64_t> tx_queue;  // data frames sent per queue
+  std::vector<uint64_t> rx_queue;  // data frames received per queue
+  double seconds = 0;
+  nlohmann::json ToJson() const;
+};
+
+// The guest's NIC service loop (see the file comment).
+class GuestNicLoop {
+ public:
+  using Printer = std::function<void(const std::string& line)>;
+  GuestNicLoop(netvsc::NetDevice& device, net::Ipv4Interface address, Printer print);
+
+  // Answers ARP / ICMP echo until Stop().
+  void Serve();
+  // Resolve + ping + traffic, then returns (the responder keeps answering meanwhile).
+  TrafficResult RunTraffic(const TrafficSpec& spec);
+  void Stop() { stop_.store(true, std::memory_order_release); }
+
+ private:
+  // One pass over every queue: receive, classify, answer. Returns frames received.
+  uint32_t PollOnce();
+  void Handle(uint32_t queue, std::span<const uint8_t> frame);
+  void SendOne(uint32_t queue, std::span<const uint8_t> frame);
+  // NetDevice::Send, counted.
+  uint32_t Send(uint32_t queue, const net::FrameBatch& batch);
+  // Sleeps until a queue may have work (or `max_ms`).
+  void Wait(int max_ms);
+  bool stopped() const { return stop_.load(std::memory_order_acquire); }
+  bool Resolve(const net::Ipv4Address& ip, int64_t deadline_ns, net::MacAddress* mac);
+  void Ping(const net::Ipv4Address& ip, const net::MacAddress& mac, int count,
+            int64_t deadline_ns);
+
+  netvsc::NetDevice& device_;
+  const net::Ipv4Interface address_;
+  const Printer print_;
+  std::atomic<bool> stop_{false};
+  uint64_t frames_out_ = 0;
+  uint64_t frames_in_ = 0;
+  uint32_t queues_;
+  uint32_t max_frame_;
+  std::vector<std::vector<uint8_t>> rx_buffers_;  // per queue: kMaxBatch * max_frame_
+  std::vector<uint8_t> reply_;
+  net::Responder responder_;
+
+  // Traffic state (valid during RunTraffic).
+  struct Run;
+  Run* run_ = nullptr;
+  // Resolution / ping state.
+  std::optional<net::Ipv4Address> want_arp_;
+  std::optional<net::MacAddress> arp_answer_;
+  uint16_t ping_id_ = 0;
+  int64_t ping_sent_ns_ = 0;
+  int ping_replies_ = 0;
+  int last_ping_seq_ = -1;
+};
+
+}  // namespace uvmbus::tools
+
+#endif  // UVMBUS_TOOLS_TRAFFIC_H_
