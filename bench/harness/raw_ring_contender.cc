@@ -11,6 +11,7 @@
 #include "bench/harness/builtin_contenders.h"
 #include "bench/harness/frames.h"
 #include "bench/harness/process_pair.h"
+#include "bench/harness/streaming_pair.h"
 #include "common/unique_fd.h"
 
 namespace uvmbus::bench {
@@ -268,31 +269,12 @@ Expected<RunResult> RawRingContender::Run(const RunConfig& config) {
     return 0;
   };
 
-  PairSpec spec;
-  spec.producer_cpu = config.producer_cpu;
-  spec.consumer_cpu = config.consumer_cpu;
-  spec.run_seconds = config.seconds;
-  auto outcome = RunPair(spec, producer, consumer);
-  if (!outcome) return unexpected(outcome.error());
 
-  const SideReport& prod = outcome->producer.report;
-  const SideReport& cons = outcome->consumer.report;
-  RunResult r;
-  r.packets = cons.packets;
-  r.bytes = cons.bytes;
-  r.sent = prod.packets;
-  r.bad = cons.bad;
-  r.seconds = cons.first_ns > 0 ? static_cast<double>(cons.last_ns - cons.first_ns) * 1e-9 : 0;
-  r.producer_cpu_seconds = outcome->producer.cpu_seconds;
-  r.consumer_cpu_seconds = outcome->consumer.cpu_seconds;
-  if (interrupt && r.packets > 0) {
-    const auto per = [&](uint64_t n) {
-      return static_cast<double>(n) / static_cast<double>(r.packets);
-    };
-    r.extras.push_back({"doorbells_per_packet", per(prod.counters[kDoorbells])});
-    r.extras.push_back({"wakeups_per_packet", per(cons.counters[kWakeups])});
-  }
-  return r;
+  const PerPacketCounter interrupt_counters[] = {{"doorbells_per_packet", true, kDoorbells},
+                                                 {"wakeups_per_packet", false, kWakeups}};
+  return RunStreamingPair(config, producer, consumer,
+                          interrupt ? std::span<const PerPacketCounter>(interrupt_counters)
+                                    : std::span<const PerPacketCounter>());
 }
 
 }  // namespace

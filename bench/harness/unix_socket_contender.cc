@@ -10,6 +10,7 @@
 #include "bench/harness/builtin_contenders.h"
 #include "bench/harness/frames.h"
 #include "bench/harness/process_pair.h"
+#include "bench/harness/streaming_pair.h"
 #include "common/unique_fd.h"
 
 namespace uvmbus::bench {
@@ -162,31 +163,10 @@ Expected<RunResult> UnixDgramContender::Run(const RunConfig& config) {
     return 0;
   };
 
-  PairSpec spec;
-  spec.producer_cpu = config.producer_cpu;
-  spec.consumer_cpu = config.consumer_cpu;
-  spec.run_seconds = config.seconds;
-  auto outcome = RunPair(spec, producer, consumer);
-  if (!outcome) return unexpected(outcome.error());
 
-  const SideReport& prod = outcome->producer.report;
-  const SideReport& cons = outcome->consumer.report;
-  RunResult r;
-  r.packets = cons.packets;
-  r.bytes = cons.bytes;
-  r.sent = prod.packets;
-  r.bad = cons.bad;
-  r.seconds = cons.first_ns > 0 ? static_cast<double>(cons.last_ns - cons.first_ns) * 1e-9 : 0;
-  r.producer_cpu_seconds = outcome->producer.cpu_seconds;
-  r.consumer_cpu_seconds = outcome->consumer.cpu_seconds;
-  if (r.packets > 0) {
-    const auto per = [&](uint64_t n) {
-      return static_cast<double>(n) / static_cast<double>(r.packets);
-    };
-    r.extras.push_back({"send_calls_per_packet", per(prod.counters[kSendCalls])});
-    r.extras.push_back({"recv_calls_per_packet", per(cons.counters[kRecvCalls])});
-  }
-  return r;
+  const PerPacketCounter call_counters[] = {{"send_calls_per_packet", true, kSendCalls},
+                                            {"recv_calls_per_packet", false, kRecvCalls}};
+  return RunStreamingPair(config, producer, consumer, call_counters);
 }
 
 }  // namespace
