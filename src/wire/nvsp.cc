@@ -481,6 +481,11 @@ Status CheckSubchannelRequest(const NvspSubchannelRequest& msg, uint32_t max_que
   if (msg.op != kNvspSubchannelOpAllocate) {
     return MakeError(ErrorCode::kProtocol, "SUBCHANNEL op {} != ALLOCATE", msg.op);
   }
+  // The header promises 0 < count: a request for no sub-channels is refused here too, so a
+  // caller that only checks this function cannot grant "0 more" and report success.
+  if (msg.num_subchannels == 0) {
+    return MakeError(ErrorCode::kProtocol, "SUBCHANNEL request for 0 sub-channels");
+  }
   if (msg.num_subchannels >= max_queues) {
     return MakeError(ErrorCode::kProtocol, "SUBCHANNEL request for {} sub-channels >= {} queues",
                      msg.num_subchannels, max_queues);
