@@ -53,6 +53,11 @@ struct OfferParams {
   // Host side, not on the wire: the largest guest->host packet the channel's inbound ring
   // accepts into its own buffer (spec 9.4 R5; Linux default 4096, netvsc 4624).
   uint32_t max_inbound_packet_size = 4096;
+  // Host side: offer every channel of this device with a monitor id (monitor_allocated = 1,
+  // spec 1.5) when the guest gave a usable monitor page, and poll that page for its bits, so a
+  // guest that signals only through the monitor page (DPDK's netvsc PMD) is heard. Guests that
+  // use HvSignalEvent anyway (Linux low-latency channels, our guest) keep working.
+  bool monitored = false;
 };
 
 // How a Close() ended.

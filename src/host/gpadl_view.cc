@@ -69,17 +69,48 @@ Expected<std::shared_ptr<GpadlView>> GpadlView::Create(const PageResolver& resol
   }
 
   // Validate every run against guest RAM first: nothing is mapped for a GPADL with a bad page.
+  // Guest RAM may consist of several regions (partition::GuestRam::AddRegion): a run of
+  // consecutive PFNs that crosses from one region into an adjacent one is not one host span, so
+  // a run the partition refuses as a whole is resolved page by page and cut where the host
+  // addresses stop being contiguous. A page outside every region still fails the GPADL.
   std::vector<std::span<uint8_t>> run_bytes;
   run_bytes.reserve(runs.size());
+  std::vector<Run> pieces;
+  pieces.reserve(runs.size());
   for (const Run& run : runs) {
     auto bytes = resolve(run.first_gpn, run.count);
-    if (!bytes) {
+    if (bytes) {
+      run_bytes.push_back(*bytes);
+      pieces.push_back(run);
+      continue;
+    }
+    if (run.count == 1 || bytes.error().code != ErrorCode::kMalformed) {
       return unexpected(Error{bytes.error().code,
                               fmt::format("GPADL {:#x}: pfn {:#x} (+{} pages): {}", handle,
                                           run.first_gpn, run.count, bytes.error().message)});
     }
-    run_bytes.push_back(*bytes);
+    for (uint64_t i = 0; i < run.count; ++i) {
+      auto page = resolve(run.first_gpn + i, 1);
+      if (!page) {
+        return unexpected(Error{page.error().code,
+                                fmt::format("GPADL {:#x}: pfn {:#x}: {}", handle,
+                                            run.first_gpn + i, page.error().message)});
+      }
+      // Extend the current piece only if the partition resolves it as one span (one region):
+      // merely adjacent host addresses could belong to two mappings, which one mremap cannot
+      // alias.
+      auto longer = i == 0 ? decltype(page)(unexpected(Error{ErrorCode::kMalformed, ""}))
+                           : resolve(pieces.back().first_gpn, pieces.back().count + 1);
+      if (longer) {
+        run_bytes.back() = *longer;
+        ++pieces.back().count;
+      } else {
+        run_bytes.push_back(*page);
+        pieces.push_back(Run{run.first_gpn + i, 1});
+      }
+    }
   }
+  runs = std::move(pieces);
 
   if (runs.size() == 1) {
     std::span<uint8_t> pages = run_bytes.front();

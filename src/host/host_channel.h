@@ -55,7 +55,7 @@ struct ChannelStats {
   uint32_t relid = 0;
   uint16_t subchannel_id = 0;        // sub_channel_index
   uint32_t cpu = 0;                  // target VP (0xFFFFFFFF: interrupts disabled)
-  uint32_t monitor_id = wire::kNoMonitorId;  // no monitor pages are allocated (spec 10.1 V7)
+  uint32_t monitor_id = wire::kNoMonitorId;  // 0..127 if offered with a monitor (spec 1.5), else 0xFF
   uint32_t in_mask = 0;              // interrupt_mask of the guest->host ring (host sets it)
   uint32_t out_mask = 0;             // interrupt_mask of the host->guest ring (guest sets it)
   uint32_t read_avail = 0;           // bytes waiting in the guest->host ring

@@ -213,6 +213,35 @@ void HostService::Shutdown(std::chrono::milliseconds drain) {
   cv_.notify_all();
 }
 
+Status HostService::RescindDevice(const std::string& guest, const Guid& instance) {
+  // mu_ keeps the guest from being reaped meanwhile; nothing under the server's control lock
+  // takes mu_ (GuestHandler notifies after the server returned), so the order mu_ -> control is
+  // safe.
+  std::lock_guard lock(mu_);
+  for (const auto& g : guests_) {
+    if (g->gone || g->partition->peer().name != guest) continue;
+    for (const DeviceInfo& d : g->server->Snapshot().devices) {
+      if (d.instance_id != instance || d.rescinded) continue;
+      return g->server->RescindDevice(d.id);
+    }
+    return MakeError(ErrorCode::kNotFound, "guest {} has no device {{{}}}", guest,
+                     instance.ToString());
+  }
+  return MakeError(ErrorCode::kNotFound, "no connected guest named '{}'", guest);
+}
+
+Status HostService::AddDevice(const std::string& guest, std::unique_ptr<Device> device) {
+  if (device == nullptr) return MakeError(ErrorCode::kInvalidArgument, "null device");
+  std::lock_guard lock(mu_);
+  if (shutdown_) return MakeError(ErrorCode::kUnavailable, "host service is shutting down");
+  for (const auto& g : guests_) {
+    if (g->gone || g->partition->peer().name != guest) continue;
+    g->server->AddDevice(std::move(device));
+    return Ok();
+  }
+  return MakeError(ErrorCode::kNotFound, "no connected guest named '{}'", guest);
+}
+
 size_t HostService::guest_count() const {
   std::lock_guard lock(mu_);
   return guests_.size() + being_destroyed_;
@@ -290,7 +319,13 @@ nlohmann::json ToJson(const ServerSnapshot& s) {
                     {"events_signalled", p.events_signalled},
                     {"events_coalesced", p.events_coalesced},
                     {"guest_signals_slow", p.guest_signals_slow},
-                    {"bad_requests", p.bad_requests}};
+                    {"bad_requests", p.bad_requests},
+                    {"ram_regions", p.ram_regions},
+                    {"ram_regions_rejected", p.ram_regions_rejected},
+                    {"ram_bad_accesses", p.ram_bad_accesses},
+                    {"monitor_polls", p.monitor_polls},
+                    {"monitor_hits", p.monitor_hits},
+                    {"monitor_spurious", p.monitor_spurious}};
   nlohmann::json devices = nlohmann::json::array();
   for (const DeviceInfo& d : s.devices) {
     nlohmann::json dj;

@@ -93,6 +93,14 @@ class HostService {
   // partitions. Later AddGuest() calls fail. Idempotent.
   void Shutdown(std::chrono::milliseconds drain);
 
+  // Rescinds device `instance` of the connected guest named `guest` (spec 2.7; the admin
+  // "nic-remove" request): VmbusServer::RescindDevice. Errors: kNotFound (no such live guest or
+  // device).
+  Status RescindDevice(const std::string& guest, const Guid& instance);
+  // Offers `device` to the connected guest named `guest` (hot add, spec 2.7; the admin "nic-add"
+  // request). Errors: kNotFound (no such live guest), kUnavailable (after Shutdown()).
+  Status AddDevice(const std::string& guest, std::unique_ptr<Device> device);
+
   size_t guest_count() const;
   HostSnapshot Snapshot() const;
   nlohmann::json SnapshotJson() const { return ToJson(Snapshot()); }

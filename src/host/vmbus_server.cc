@@ -356,6 +356,16 @@ void VmbusServer::HandleInitiateContact(uint32_t connection_id, const wire::Init
   Connected c;
   c.version = version;
   c.target_vcpu = honours_vp ? msg.target_vcpu : 0;
+  // The child->parent monitor page (spec 1.5): only a page of guest RAM is polled; anything else
+  // just means no channel is offered with a monitor (the guest then uses HvSignalEvent).
+  if (msg.monitor_page2 != 0) {
+    if (auto set = partition_->SetMonitorPage(msg.monitor_page2); set) {
+      c.monitor_page = true;
+    } else {
+      UVMBUS_LOG_INFO(kComponent, "{}: monitor page {:#x} not usable ({}): no monitors",
+                      options_.log_name, msg.monitor_page2, set.error().message);
+    }
+  }
   state_ = c;
   wire::VersionResponse r;
   r.version_supported = 1;
@@ -405,6 +415,7 @@ void VmbusServer::MaybeFinishUnload() {
   gpadls_.clear();
   gpadls_in_progress_.clear();
   relid_used_.fill(false);
+  ReleaseMonitors();
   for (auto& d : devices_) std::fill(d->relids.begin(), d->relids.end(), 0);
   CollectDeadDevices();
   state_ = Disconnected{};
@@ -605,6 +616,17 @@ void VmbusServer::OpenChannelNow(Lock& lock, Channel& ch, const wire::OpenChanne
     fail(Rejection::kOpenFailed, "doorbell: " + doorbell.error().message);
     return;
   }
+  // The channel's monitor bit rings the same doorbell as the guest's SignalEvent (spec 1.5).
+  const uint32_t monitor_id = ch.monitor_id;
+  if (monitor_id <= wire::kMaxMonitorId) {
+    if (auto armed = partition_->ArmMonitor(monitor_id, ch.connection_id); !armed) {
+      fail(Rejection::kOpenFailed, "monitor: " + armed.error().message);
+      return;
+    }
+  }
+  auto disarm = [&] {
+    if (monitor_id <= wire::kMaxMonitorId) partition_->DisarmMonitor(monitor_id);
+  };
   DeviceEntry* dev = ch.device;
   HostChannel::Params params;
   params.relid = relid;
@@ -622,6 +644,7 @@ void VmbusServer::OpenChannelNow(Lock& lock, Channel& ch, const wire::OpenChanne
   params.lookup = [this, relid](uint32_t handle) { return LookupGpadl(relid, handle); };
   auto channel = HostChannel::Create(std::move(params));
   if (!channel) {
+    disarm();
     fail(Rejection::kOpenFailed, "rings: " + channel.error().message);
     return;
   }
@@ -639,6 +662,7 @@ void VmbusServer::OpenChannelNow(Lock& lock, Channel& ch, const wire::OpenChanne
   if (opening == nullptr) return;  // cannot happen: only the control path changes states
   if (!opened) {
     std::unique_ptr<HostChannel> dropped = std::move(opening->channel);
+    disarm();
     again->state = ChOffered{};
     fail(Rejection::kOpenFailed, "device: " + opened.error().message);
     return;
@@ -717,8 +741,10 @@ void VmbusServer::FinishClose(Lock& lock, Channel& ch) {
   ChClosing closing = std::move(std::get<ChClosing>(ch.state));
   --pending_closes_;
   closes_cv_.notify_all();
-  // Rings, GPADL pins and the doorbell go now: the device no longer uses them.
+  // Rings, GPADL pins and the doorbell go now: the device no longer uses them. Its monitor
+  // stops ringing too (the id stays reserved for the channel until its relid is released).
   closing.channel.reset();
+  if (ch.monitor_id <= wire::kMaxMonitorId) partition_->DisarmMonitor(ch.monitor_id);
   const uint32_t relid = ch.relid;
   if (closing.rescinded) {
     ch.state = ChRescinded{};
@@ -803,6 +829,10 @@ void VmbusServer::ReleaseChannel(uint32_t relid) {
   for (auto it = gpadls_in_progress_.begin(); it != gpadls_in_progress_.end();) {
     it = it->second.child_relid == relid ? gpadls_in_progress_.erase(it) : std::next(it);
   }
+  if (Channel* ch = FindChannel(relid); ch != nullptr && ch->monitor_id <= wire::kMaxMonitorId) {
+    partition_->DisarmMonitor(ch->monitor_id);
+    monitor_relid_[ch->monitor_id] = 0;
+  }
   channels_.erase(relid);
   if (relid < relid_used_.size()) relid_used_[relid] = false;
   CollectDeadDevices();
@@ -849,6 +879,7 @@ void VmbusServer::ReleaseEverything(Lock& lock, Lock& control) {
   gpadls_.clear();
   gpadls_in_progress_.clear();
   relid_used_.fill(false);
+  ReleaseMonitors();
   for (auto& d : devices_) std::fill(d->relids.begin(), d->relids.end(), 0);
   CollectDeadDevices();
 }
@@ -928,8 +959,18 @@ Expected<uint32_t> VmbusServer::OfferChannel(DeviceEntry& device, uint16_t sub_c
   std::memcpy(offer.user_def, device.offer.user_def.data(), sizeof(offer.user_def));
   offer.sub_channel_index = sub_channel_index;
   offer.child_relid = *relid;
-  offer.monitorid = wire::kNoMonitorId;  // no MNF: the guest always uses SignalEvent (V7)
+  // MNF only for devices that ask for it and guests whose monitor page we can poll; otherwise
+  // the guest always uses SignalEvent (V7).
+  offer.monitorid = wire::kNoMonitorId;
   offer.monitor_allocated = 0;
+  if (const Connected* c = connection(); device.offer.monitored && c != nullptr && c->monitor_page) {
+    const uint32_t monitor_id = AllocateMonitorId(*relid);
+    if (monitor_id <= wire::kMaxMonitorId) {
+      ch->monitor_id = monitor_id;
+      offer.monitorid = static_cast<uint8_t>(monitor_id);
+      offer.monitor_allocated = 1;
+    }
+  }
   offer.is_dedicated_interrupt = 1;
   offer.connection_id = ch->connection_id;
   channels_.emplace(*relid, std::move(ch));
@@ -972,6 +1013,21 @@ Expected<uint32_t> VmbusServer::AllocateRelid() {
     }
   }
   return MakeError(ErrorCode::kResourceExhausted, "all {} relids in use", kMaxRelid);
+}
+
+uint32_t VmbusServer::AllocateMonitorId(uint32_t relid) {
+  for (uint32_t id = 0; id <= wire::kMaxMonitorId; ++id) {
+    if (monitor_relid_[id] == 0) {
+      monitor_relid_[id] = relid;
+      return id;
+    }
+  }
+  return wire::kNoMonitorId;
+}
+
+void VmbusServer::ReleaseMonitors() {
+  monitor_relid_.fill(0);
+  partition_->ClearMonitors();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1093,6 +1149,7 @@ ChannelInfo VmbusServer::DescribeChannel(const Channel& ch) const {
     info.stats.relid = ch.relid;
     info.stats.subchannel_id = ch.sub_channel_index;
   }
+  info.stats.monitor_id = ch.monitor_id;
   return info;
 }
 

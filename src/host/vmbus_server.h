@@ -31,8 +31,12 @@
 //     msg_conn_id = 1 for >= 5.0, the version itself below (spec 10.1 V1, OpenVMM).
 //   * an invalid INITIATE_CONTACT (H4, H5, bad target VP / SINT / VTL) is answered with
 //     version_supported = 0 and connection_state FAILED_UNKNOWN_FAILURE, so a guest never hangs.
-//   * offers: relids dense from 1, connection_id = relid | 0x2000 (V6), monitor_allocated 0 /
-//     monitorid 0xFF (V7), is_dedicated_interrupt 1; 6.0-only offer flags cleared (V5).
+//   * offers: relids dense from 1, connection_id = relid | 0x2000 (V6), is_dedicated_interrupt
+//     1; 6.0-only offer flags cleared (V5). Monitors (spec 1.5): channels of a device whose
+//     OfferParams::monitored is set get monitor_allocated 1 and a monitor id unique in this
+//     connection (lowest free of 0..127) when INITIATE_CONTACT's monitor_page2 is a page of guest
+//     RAM; the partition polls that page while such a channel is open and rings the channel's
+//     doorbell for its bit. Everything else: monitor_allocated 0 / monitorid 0xFF (V7).
 //   * closing a primary channel rescinds its sub-channels (Linux vmbus_close() expects the host
 //     to; a reopened primary asks for fresh ones, spec 7.8).
 //   * GPADL teardown is answered at once; an open channel keeps the pages it uses mapped
@@ -235,6 +239,7 @@ class VmbusServer final : public partition::HostPartition::Handler {
     uint32_t version = 0;
     uint32_t target_vcpu = 0;
     bool offers_requested = false;
+    bool monitor_page = false;  // monitor_page2 accepted by the partition: monitors may be offered
   };
   struct Unloading {
     uint32_t version = 0;
@@ -269,6 +274,7 @@ class VmbusServer final : public partition::HostPartition::Handler {
     uint32_t relid = 0;
     uint16_t sub_channel_index = 0;
     uint32_t connection_id = 0;
+    uint32_t monitor_id = wire::kNoMonitorId;  // 0..127 when offered with a monitor
     DeviceEntry* device = nullptr;
     ChannelState state;
   };
@@ -331,6 +337,10 @@ class VmbusServer final : public partition::HostPartition::Handler {
   Connected* connection() REQUIRES(mu_);
   uint32_t message_vp() const REQUIRES(mu_);
   Expected<uint32_t> AllocateRelid() REQUIRES(mu_);
+  // Lowest free monitor id for `relid`, or kNoMonitorId when all 128 are taken.
+  uint32_t AllocateMonitorId(uint32_t relid) REQUIRES(mu_);
+  // Frees every monitor id and stops the partition's polling (UNLOAD done, guest gone).
+  void ReleaseMonitors() REQUIRES(mu_);
   bool VpValid(uint32_t vp) const;
   ChannelInfo DescribeChannel(const Channel& ch) const REQUIRES(mu_);
 
@@ -348,6 +358,8 @@ class VmbusServer final : public partition::HostPartition::Handler {
   DeviceId next_device_id_ GUARDED_BY(mu_) = 1;
   std::map<uint32_t, std::unique_ptr<Channel>> channels_ GUARDED_BY(mu_);  // by relid
   std::array<bool, wire::kMaxChannelRelids> relid_used_ GUARDED_BY(mu_){};
+  // Monitor id -> relid of the channel offered with it (0: free); per guest connection.
+  std::array<uint32_t, wire::kMaxMonitorId + 1> monitor_relid_ GUARDED_BY(mu_){};
   std::map<uint32_t, InProgressGpadl> gpadls_in_progress_ GUARDED_BY(mu_);  // by handle
   std::map<std::pair<uint32_t, uint32_t>, std::shared_ptr<GpadlView>> gpadls_
       GUARDED_BY(mu_);  // by (relid, handle)

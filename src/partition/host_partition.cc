@@ -92,7 +92,94 @@ HostPartition::HostPartition(GuestRam ram, std::vector<SynicEmulator::VcpuPages>
       peer_(std::move(peer)),
       doorbells_(std::make_shared<DoorbellRegistry>()) {}
 
-HostPartition::~HostPartition() { doorbells_->Detach(); }
+HostPartition::~HostPartition() {
+  StopMonitors();
+  doorbells_->Detach();
+}
+
+Status HostPartition::AddRamRegion(UniqueFd fd, uint64_t gpa_base, uint64_t size) {
+  if (!connected()) return MakeError(ErrorCode::kUnavailable, "guest {} is gone", peer_.name);
+  auto added = ram_.AddRegion(std::move(fd), gpa_base, size);
+  if (!added) {
+    UVMBUS_LOG_RATELIMITED(log::Level::kWarn, "partition", "guest {}: RAM region refused: {}",
+                           peer_.name, added.error().message);
+    return added;
+  }
+  UVMBUS_LOG_INFO("partition", "guest {}: RAM region [{:#x}, +{:#x}) added ({} extra)",
+                  peer_.name, gpa_base, size, ram_.region_count());
+  return Ok();
+}
+
+MonitorPoller* HostPartition::Monitors() {
+  if (monitors_stopped_) return nullptr;
+  if (!monitors_) {
+    // The callback keeps the registry alive on its own: it may run while the partition is
+    // being torn down (StopMonitors joins before anything it uses goes away).
+    auto created = MonitorPoller::Create(
+        [registry = doorbells_](uint32_t connection_id) { return registry->Ring(connection_id); });
+    if (!created) {
+      UVMBUS_LOG_ERROR("partition", "guest {}: monitor poller: {}", peer_.name,
+                       created.error().message);
+      return nullptr;
+    }
+    monitors_ = std::move(*created);
+  }
+  return monitors_.get();
+}
+
+Status HostPartition::SetMonitorPage(uint64_t gpa) {
+  if (gpa % kPageSize != 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "monitor page GPA {:#x} not page-aligned", gpa);
+  }
+  std::lock_guard lock(monitor_mu_);
+  if (gpa == 0) {
+    if (monitors_) monitors_->SetPage({});
+    return Ok();
+  }
+  auto page = ram_.Pages(gpa >> kPageShift, 1);
+  if (!page) {
+    if (monitors_) monitors_->SetPage({});
+    return unexpected(page.error());
+  }
+  MonitorPoller* m = Monitors();
+  if (m == nullptr) return MakeError(ErrorCode::kIo, "no monitor poller");
+  m->SetPage(*page);
+  return Ok();
+}
+
+void HostPartition::ClearMonitors() {
+  std::lock_guard lock(monitor_mu_);
+  if (monitors_) monitors_->Reset();
+}
+
+Status HostPartition::ArmMonitor(uint32_t monitor_id, uint32_t connection_id) {
+  std::lock_guard lock(monitor_mu_);
+  MonitorPoller* m = Monitors();
+  if (m == nullptr) return MakeError(ErrorCode::kUnavailable, "monitors stopped");
+  return m->Arm(monitor_id, connection_id);
+}
+
+void HostPartition::DisarmMonitor(uint32_t monitor_id) {
+  std::lock_guard lock(monitor_mu_);
+  if (monitors_) monitors_->Disarm(monitor_id);
+}
+
+bool HostPartition::monitor_polling() const {
+  std::lock_guard lock(monitor_mu_);
+  return monitors_ != nullptr && monitors_->active();
+}
+
+void HostPartition::StopMonitors() {
+  MonitorPoller* m = nullptr;
+  {
+    std::lock_guard lock(monitor_mu_);
+    monitors_stopped_ = true;
+    m = monitors_.get();
+  }
+  // Joined outside the lock; the object itself lives until the partition is destroyed, so
+  // concurrent Arm/Disarm calls still find it (they only update its table).
+  if (m != nullptr) m->Shutdown();
+}
 
 Status HostPartition::PostToGuest(uint32_t vcpu, std::span<const uint8_t> payload) {
   if (!connected()) return MakeError(ErrorCode::kUnavailable, "guest {} is gone", peer_.name);
@@ -118,6 +205,17 @@ HostPartitionStats HostPartition::stats() const {
   out.events_coalesced = s.events_coalesced.Get();
   out.guest_signals_slow = guest_signals_slow_.Get();
   out.bad_requests = bad_requests_.Get();
+  out.ram_regions = ram_.region_count();
+  out.ram_regions_rejected = ram_.regions_rejected();
+  out.ram_bad_accesses = ram_.rejected_accesses();
+  {
+    std::lock_guard lock(monitor_mu_);
+    if (monitors_) {
+      out.monitor_polls = monitors_->polls();
+      out.monitor_hits = monitors_->hits();
+      out.monitor_spurious = monitors_->spurious();
+    }
+  }
   return out;
 }
 
@@ -159,6 +257,8 @@ void HostPartition::DispatchDisconnect(Handler* handler) {
   std::call_once(disconnect_once_, [&] {
     connected_.store(false, std::memory_order_release);
     UVMBUS_LOG_INFO("partition", "guest {} (pid {}) disconnected", peer_.name, peer_.pid);
+    // Nobody sets monitor bits any more, and the page is about to be revoked.
+    StopMonitors();
     // Release the guest's memory first: the guest is gone, nothing it shared can be trusted or
     // needed, and a handler (or data worker) still touching an old span reads zeros instead of
     // racing with the unmapping. OnDisconnect then runs with the RAM already released.

@@ -4,7 +4,9 @@
 // bounds-checked access to the guest's RAM by page number, SynIC message delivery into the guest's
 // SINT2 slots (with pending/EOM), channel event signalling (event-flag bit + interrupt), doorbells
 // for the guest's SignalEvent (the ioeventfd analogue), and a `Handler` the server implements to
-// receive the guest's hypercalls. Implementations: LocalPartition (same process),
+// receive the guest's hypercalls; guest RAM of several regions (AddRamRegion) and the
+// hypervisor's polling of the guest's monitor page (spec 1.5, MonitorPoller: a monitor bit rings
+// the same doorbell as SignalEvent). Implementations: LocalPartition (same process),
 // the socket partition created by SocketHost. The SynIC logic is SynicEmulator, shared by both.
 //
 // Lifecycle: created connected but idle. Start(handler) begins delivering guest requests to the
@@ -43,6 +45,7 @@
 #include "common/unique_fd.h"
 #include "partition/doorbell.h"
 #include "partition/guest_ram.h"
+#include "partition/monitor_poller.h"
 #include "partition/synic_emulator.h"
 #include "wire/synic.h"
 
@@ -69,6 +72,12 @@ struct HostPartitionStats {
   uint64_t events_coalesced = 0;    // SignalGuest calls that found the bit set (no interrupt)
   uint64_t guest_signals_slow = 0;  // guest SignalEvent requests over the control path
   uint64_t bad_requests = 0;        // malformed guest requests (counted, answered or dropped)
+  uint64_t ram_regions = 0;            // extra guest RAM regions added (AddRamRegion)
+  uint64_t ram_regions_rejected = 0;   // AddRamRegion calls refused
+  uint64_t ram_bad_accesses = 0;       // guest page lookups outside every region / across one
+  uint64_t monitor_polls = 0;          // polls of the guest's monitor page (spec 1.5)
+  uint64_t monitor_hits = 0;           // monitor bits that rang a channel's doorbell
+  uint64_t monitor_spurious = 0;       // monitor bits for no armed monitor / no doorbell
 };
 
 class HostPartition {
@@ -124,6 +133,28 @@ class HostPartition {
   }
   uint64_t guest_page_count() const { return ram_.page_count(); }
   uint32_t vcpu_count() const { return synic_.vcpu_count(); }
+
+  // Adds an extra guest RAM region: `size` bytes of the sealed memfd `fd` at guest physical
+  // address `gpa_base` (GuestRam::AddRegion has the rules; refusals are counted). The socket
+  // partition calls it for the guest's RAM_REGION_ADD; with LocalPartition the owner calls it
+  // directly. GuestPages() resolves pages in every region from then on.
+  // Errors: those of GuestRam::AddRegion; kUnavailable once the guest is gone.
+  Status AddRamRegion(UniqueFd fd, uint64_t gpa_base, uint64_t size);
+
+  // ---- Monitored notification (spec 1.5): the hypervisor's polling of the guest's
+  // child->parent monitor page, see MonitorPoller. ----
+  // Sets the guest's monitor page (INITIATE_CONTACT monitor_page2). Errors: kInvalidArgument
+  // (not page-aligned), kMalformed (not inside guest RAM), kUnavailable (guest gone). 0 or a
+  // refused page leaves polling off.
+  Status SetMonitorPage(uint64_t gpa);
+  // Forgets the page and every armed monitor (UNLOAD, disconnect); polling stops.
+  void ClearMonitors();
+  // Monitor `monitor_id` (0..127) rings the doorbell of `connection_id` (registered with
+  // CreateDoorbell) when the guest sets its pending bit. Errors: kInvalidArgument, kIo.
+  Status ArmMonitor(uint32_t monitor_id, uint32_t connection_id);
+  void DisarmMonitor(uint32_t monitor_id);
+  // True while the partition polls a monitor page (a page is set and a monitor is armed).
+  bool monitor_polling() const;
 
   // Sends a VMBus channel message (SynIC message type 1) to `vcpu`'s SINT2 slot (spec 1.3): written
   // if the slot is free, else queued (bounded) with msg_pending set; delivered in order; the vCPU
@@ -181,8 +212,13 @@ class HostPartition {
   void DetachDoorbells();
 
   Counter& bad_requests() { return bad_requests_; }
+  // Stops the monitor poller's thread (joins it). Implementations call it first in their
+  // destructor; DispatchDisconnect calls it too.
+  void StopMonitors();
 
  private:
+  // Creates the poller on first use (a guest that never arms a monitor costs no thread).
+  MonitorPoller* Monitors();
   class EventfdSink;
   class DoorbellRegistry;
   GuestRam ram_;
@@ -190,6 +226,9 @@ class HostPartition {
   SynicEmulator synic_;
   PeerInfo peer_;
   std::shared_ptr<DoorbellRegistry> doorbells_;
+  mutable std::mutex monitor_mu_;
+  std::unique_ptr<MonitorPoller> monitors_ GUARDED_BY(monitor_mu_);
+  bool monitors_stopped_ GUARDED_BY(monitor_mu_) = false;
   std::atomic<bool> connected_{true};
   std::once_flag disconnect_once_;
   Counter messages_posted_;

@@ -238,14 +238,15 @@ void SocketGuestPartition::OnHangup() {
   reply_cv_.notify_all();
 }
 
-wire::HvStatus SocketGuestPartition::Request(const uint8_t* data, size_t size, uint32_t seq) {
+wire::HvStatus SocketGuestPartition::Request(const uint8_t* data, size_t size, uint32_t seq,
+                                             std::span<const int> fds) {
   {
     std::lock_guard lock(reply_mu_);
     if (hung_up_) return wire::HvStatus::kInvalidPortId;
     waiting_seq_ = seq;
     reply_.reset();
   }
-  auto sent = sockproto::SendDatagram(sock_.get(), std::span<const uint8_t>(data, size), {},
+  auto sent = sockproto::SendDatagram(sock_.get(), std::span<const uint8_t>(data, size), fds,
                                       /*dont_wait=*/false);
   std::unique_lock lock(reply_mu_);
   if (sent && !reply_cv_.wait_for(lock, std::chrono::milliseconds(kRequestTimeoutMs),
@@ -296,6 +297,44 @@ wire::HvStatus SocketGuestPartition::SlowSignalEvent(uint32_t connection_id) {
   m.connection_id = connection_id;
   const auto bytes = AsBytes(m);
   return Request(bytes.data(), bytes.size(), m.header.seq);
+}
+
+Status SocketGuestPartition::AddRamRegion(int memfd, uint64_t gpa_base, uint64_t size) {
+  // Local checks a correct host would refuse anyway; everything else is the host's to judge.
+  if (memfd < 0 || size == 0 || size % kPageSize != 0 || gpa_base % kPageSize != 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "RAM region fd {} [{:#x}, +{:#x}): needs an fd and page-aligned base/size",
+                     memfd, gpa_base, size);
+  }
+  if (!connected()) return MakeError(ErrorCode::kUnavailable, "host is gone");
+  std::lock_guard lock(request_mu_);
+  sockproto::RamRegionAdd m{};
+  m.header.type = static_cast<uint16_t>(sockproto::MsgType::kRamRegionAdd);
+  m.header.seq = next_seq_++;
+  if (next_seq_ == 0) next_seq_ = 1;
+  m.gpa_base = gpa_base;
+  m.size = size;
+  const auto bytes = AsBytes(m);
+  // SCM_RIGHTS hands the host its own reference; the caller keeps `memfd`.
+  const wire::HvStatus status =
+      Request(bytes.data(), bytes.size(), m.header.seq, std::span<const int>(&memfd, 1));
+  switch (status) {
+    case wire::HvStatus::kSuccess:
+      return Ok();
+    case wire::HvStatus::kInvalidParameter:
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "host refused RAM region [{:#x}, +{:#x}) (seals, size, overlap or range)",
+                       gpa_base, size);
+    case wire::HvStatus::kInsufficientMemory:
+      return MakeError(ErrorCode::kResourceExhausted, "host refused RAM region: region limit");
+    case wire::HvStatus::kInvalidPortId:
+      return MakeError(ErrorCode::kUnavailable, "host is gone");
+    case wire::HvStatus::kInvalidHypercallCode:
+      return MakeError(ErrorCode::kUnsupported, "host does not support RAM_REGION_ADD (< 1.1)");
+    default:
+      return MakeError(ErrorCode::kProtocol, "RAM_REGION_ADD answered {}",
+                       wire::HvStatusName(status));
+  }
 }
 
 void SocketGuestPartition::EndOfMessage(uint32_t vcpu) {

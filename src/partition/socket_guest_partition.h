@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -55,6 +56,17 @@ class SocketGuestPartition final : public GuestPartition {
   // orderly shutdown.
   void Disconnect();
 
+  // Registers extra guest RAM with the host (RAM_REGION_ADD, protocol 1.1): `size` bytes of
+  // `memfd` appear at guest physical address `gpa_base` for everything the host resolves (GPADL
+  // pages, GPA-direct ranges, the monitor page). The memfd must be sealed with F_SEAL_SHRINK and
+  // F_SEAL_GROW and be exactly `size` bytes; base and size page-aligned, no overlap with the RAM
+  // of Connect() or another region, end below 2^52, at most 16 regions (host rules,
+  // docs/socket-protocol.md). Synchronous: on success the host has mapped it. The caller keeps
+  // `memfd` (the host gets its own reference).
+  // Errors: kInvalidArgument (local checks, or a host rule refused), kResourceExhausted (region
+  // limit), kUnavailable (host gone), kUnsupported (host speaks 1.0), kProtocol.
+  Status AddRamRegion(int memfd, uint64_t gpa_base, uint64_t size);
+
  protected:
   wire::HvStatus SlowSignalEvent(uint32_t connection_id) override;
 
@@ -62,7 +74,8 @@ class SocketGuestPartition final : public GuestPartition {
   SocketGuestPartition(GuestRam ram, std::vector<UniqueFd> interrupts, UniqueFd disconnect_fd,
                        UniqueFd sock, UniqueFd stop_fd);
   // Sends a request, waits for the STATUS_REPLY with its sequence number.
-  wire::HvStatus Request(const uint8_t* data, size_t size, uint32_t seq) EXCLUDES(reply_mu_);
+  wire::HvStatus Request(const uint8_t* data, size_t size, uint32_t seq,
+                         std::span<const int> fds = {}) EXCLUDES(reply_mu_);
   void ReaderLoop();
   // Handles one datagram from the host (reply or doorbell message); returns false on a fatal
   // protocol error (connection is dropped).

@@ -131,8 +131,13 @@ class SocketHostPartition final : public HostPartition {
     }
     const auto h = sockproto::Load<sockproto::MsgHeader>(bytes);
     const bool is_request = h.type == static_cast<uint16_t>(sockproto::MsgType::kPostMessage) ||
-                            h.type == static_cast<uint16_t>(sockproto::MsgType::kSignalEvent);
-    // No request carries fds: any attached fd is closed (by Datagram) and the request refused.
+                            h.type == static_cast<uint16_t>(sockproto::MsgType::kSignalEvent) ||
+                            h.type == static_cast<uint16_t>(sockproto::MsgType::kRamRegionAdd);
+    if (h.type == static_cast<uint16_t>(sockproto::MsgType::kRamRegionAdd)) {
+      HandleRamRegionAdd(d);
+      return;
+    }
+    // No other request carries fds: any attached fd is closed (by Datagram), the request refused.
     if (!d.fds.empty() || h.flags != 0) {
       BadRequest(!d.fds.empty() ? "unexpected fds" : "non-zero flags", bytes.size());
       if (is_request && h.seq != 0) Reply(h.seq, wire::HvStatus::kInvalidHypercallInput);
@@ -183,6 +188,42 @@ class SocketHostPartition final : public HostPartition {
         if (h.seq != 0) Reply(h.seq, wire::HvStatus::kInvalidHypercallCode);
         return;
     }
+  }
+
+  // RAM_REGION_ADD: exactly one fd, exact size, flags 0, seq != 0; the region rules are
+  // GuestRam::AddRegion's. Answers SUCCESS, INVALID_PARAMETER (a rule), INSUFFICIENT_MEMORY (region
+  // limit) or INVALID_HYPERCALL_INPUT (malformed datagram). Takes the Datagram's fd.
+  void HandleRamRegionAdd(const sockproto::Datagram& d) {
+    const std::span<const uint8_t> bytes(d.bytes);
+    const auto h = sockproto::Load<sockproto::MsgHeader>(bytes);
+    const auto m = sockproto::Load<sockproto::RamRegionAdd>(bytes);
+    if (bytes.size() != sizeof(m) || h.flags != 0 || h.seq == 0 || d.fds.size() != 1) {
+      BadRequest("malformed RAM_REGION_ADD", bytes.size());
+      if (h.seq != 0) Reply(h.seq, wire::HvStatus::kInvalidHypercallInput);
+      return;
+    }
+    // The Datagram is const (owned by the loop): take our own reference to the fd.
+    UniqueFd fd(::fcntl(d.fds[0].get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) {
+      Reply(h.seq, wire::HvStatus::kInsufficientMemory);
+      return;
+    }
+    auto added = AddRamRegion(std::move(fd), m.gpa_base, m.size);
+    wire::HvStatus status = wire::HvStatus::kSuccess;
+    if (!added) {
+      switch (added.error().code) {
+        case ErrorCode::kResourceExhausted:
+          status = wire::HvStatus::kInsufficientMemory;
+          break;
+        case ErrorCode::kUnavailable:
+          status = wire::HvStatus::kInvalidPortId;
+          break;
+        default:
+          status = wire::HvStatus::kInvalidParameter;
+          break;
+      }
+    }
+    Reply(h.seq, status);
   }
 
   UniqueFd sock_;
@@ -277,10 +318,15 @@ Expected<std::unique_ptr<SocketHost>> SocketHost::Listen(const std::string& path
   }
   // 0600 before listen(): until listen() nobody can connect, so there is no window in which
   // another user could reach the host.
-  if (::chmod(path.c_str(), 0600) != 0) {
+  if (::chmod(path.c_str(), options.group ? 0660 : 0600) != 0) {
     const int err = errno;
     ::unlink(path.c_str());
     return unexpected(Error::FromErrno("chmod " + path, err));
+  }
+  if (options.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *options.group) != 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    return unexpected(Error::FromErrno("chgrp " + path, err));
   }
   if (::listen(fd.get(), 16) != 0) {
     const int err = errno;
@@ -338,7 +384,7 @@ void SocketHost::Handshake(UniqueFd conn) {
                     HelloResultText(r.result), r.reason);
     SendHelloReply(conn.get(), r.result, options_.max_vcpus, r.reason);
   };
-  if (options_.require_same_uid && cred.uid != 0 && cred.uid != ::geteuid()) {
+  if (options_.require_same_uid && !options_.group && cred.uid != 0 && cred.uid != ::geteuid()) {
     refuse({sockproto::HelloResult::kPermissionDenied,
             fmt::format("uid {} may not connect (host runs as uid {})", cred.uid, ::geteuid())});
     return;

@@ -1,7 +1,8 @@
 // File: partition/socket_host.h
 //
 // What: the host daemon's end of the `socket` partition. `SocketHost` listens on a Unix
-// SOCK_SEQPACKET socket (mode 0600; a stale socket file left by a dead host is removed at start),
+// SOCK_SEQPACKET socket (mode 0600, or 0660 owned by SocketHostOptions::group; a stale socket file
+// left by a dead host is removed at start),
 // accepts guests, runs the versioned HELLO handshake (docs/socket-protocol.md) - receiving the
 // guest's sealed RAM memfd and per-vCPU interrupt eventfds with SCM_RIGHTS, checking SO_PEERCRED -
 // and hands each accepted guest to the server as a started-but-idle HostPartition. Each partition
@@ -15,10 +16,13 @@
 #ifndef UVMBUS_PARTITION_SOCKET_HOST_H_
 #define UVMBUS_PARTITION_SOCKET_HOST_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -39,6 +43,10 @@ struct SocketHostOptions {
   int hello_timeout_ms = 5000;
   // Only accept guests whose SO_PEERCRED uid equals ours (root is always accepted).
   bool require_same_uid = true;
+  // `uvmbus host --group NAME`: the socket file is made mode 0660 and owned by this group (set
+  // before listen(), like the 0600 default), so members of the group may connect; the file
+  // permission is then the access check and require_same_uid is not applied. Unset: 0600.
+  std::optional<gid_t> group;
 };
 
 class SocketHost {
@@ -48,7 +56,8 @@ class SocketHost {
   using GuestCallback = std::function<void(std::unique_ptr<HostPartition>)>;
 
   // Binds `path` (removing a stale socket file: one nobody listens on; a live one is
-  // kAlreadyExists; a non-socket file is kAlreadyExists too), sets mode 0600 before listen(), and
+  // kAlreadyExists; a non-socket file is kAlreadyExists too), sets mode 0600 (0660 and the group
+  // when options.group is set) before listen(), and
   // starts the accept thread. Errors: kInvalidArgument (empty/too long path, null callback),
   // kAlreadyExists, kIo.
   static Expected<std::unique_ptr<SocketHost>> Listen(const std::string& path,

@@ -25,7 +25,7 @@ namespace uvmbus::partition::sockproto {
 
 inline constexpr uint32_t kMagic = 0x424d5655;  // "UVMB" in little-endian byte order
 inline constexpr uint16_t kVersionMajor = 1;    // incompatible changes bump the major
-inline constexpr uint16_t kVersionMinor = 0;    // compatible additions bump the minor
+inline constexpr uint16_t kVersionMinor = 1;    // compatible additions bump the minor (1: RAM_REGION_ADD)
 inline constexpr size_t kNameSize = 64;         // NUL-padded, 1..63 printable ASCII characters
 inline constexpr size_t kReasonSize = 128;      // NUL-padded text
 // Largest datagram either side sends (HELLO with kMaxVcpus vCPUs) and most fds in one message.
@@ -41,6 +41,7 @@ enum class MsgType : uint16_t {
   kEndOfMessage = 6,    // guest -> host, one-way: EOM register write
   kDoorbellAdd = 7,     // host -> guest, one-way, fd: doorbell eventfd
   kDoorbellRemove = 8,  // host -> guest, one-way
+  kRamRegionAdd = 9,    // guest -> host request (1.1+), fd: a sealed memfd; STATUS_REPLY
 };
 
 // Starts every message.
@@ -152,6 +153,16 @@ struct DoorbellMsg {
 };
 static_assert(sizeof(DoorbellMsg) == 16);
 static_assert(offsetof(DoorbellMsg, connection_id) == 8);
+
+// RAM_REGION_ADD (one fd: the region's memfd). Version 1.1.
+struct RamRegionAdd {
+  MsgHeader header;   // type kRamRegionAdd, seq != 0
+  uint64_t gpa_base;  // guest physical address of the region's first byte (page-aligned)
+  uint64_t size;      // bytes; the memfd's exact size (page multiple)
+};
+static_assert(sizeof(RamRegionAdd) == 24);
+static_assert(offsetof(RamRegionAdd, gpa_base) == 8);
+static_assert(offsetof(RamRegionAdd, size) == 16);
 
 // One received datagram.
 struct Datagram {

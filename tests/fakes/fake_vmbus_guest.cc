@@ -80,9 +80,18 @@ std::optional<wire::VersionResponse> FakeVmbusGuest::InitiateContact(
   } else {
     msg.set_interrupt_page(0);  // a host >= 2.4 ignores the page
   }
-  // Linux always sends two monitor pages; any page-aligned GPAs do (the host allocates none).
-  msg.monitor_page1 = 0x10000;
-  msg.monitor_page2 = 0x11000;
+  // Linux always sends two monitor pages it allocated: the host polls monitor_page2 for the
+  // channels it offers with a monitor (spec 1.5), so they must be pages nobody else uses.
+  if (!monitor_pages_.valid()) {
+    if (auto run = guest_.allocator().AllocateRun(2); run) monitor_pages_ = std::move(*run);
+  }
+  if (monitor_pages_.valid()) {
+    msg.monitor_page1 = monitor_pages_.gpn() << wire::kHvPageShift;
+    msg.monitor_page2 = (monitor_pages_.gpn() + 1) << wire::kHvPageShift;
+  } else {
+    msg.monitor_page1 = 0x10000;
+    msg.monitor_page2 = 0x11000;
+  }
   const uint32_t port = connection_id.value_or(multi_client ? wire::kVmbusMessageConnectionId4
                                                             : wire::kVmbusMessageConnectionId);
   if (Post(msg, port) != wire::HvStatus::kSuccess) return std::nullopt;

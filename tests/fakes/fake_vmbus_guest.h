@@ -103,6 +103,12 @@ class FakeVmbusGuest {
                                               uint32_t out_ring_pages = 4,
                                               uint32_t in_ring_pages = 4, bool scatter = false);
 
+  // monitor_page2 of the last INITIATE_CONTACT (the guest->host monitor page, spec 1.5); empty
+  // before the first contact.
+  std::span<uint8_t> monitor_page2() {
+    return monitor_pages_.valid() ? monitor_pages_.bytes().subspan(wire::kHvPageSize) : std::span<uint8_t>();
+  }
+
   // SignalEvent on `connection_id` (what a guest does after writing into an empty ring).
   wire::HvStatus Signal(uint32_t connection_id) { return guest_.SignalEvent(connection_id, 0); }
 
@@ -110,6 +116,7 @@ class FakeVmbusGuest {
   partition::GuestPartition& guest_;
   uint64_t bad_messages_ = 0;
   int receive_timeout_ms_ = 0;
+  partition::PageRun monitor_pages_;  // monitor_page1, monitor_page2 of INITIATE_CONTACT
 };
 
 }  // namespace uvmbus::testing

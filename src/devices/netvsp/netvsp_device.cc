@@ -138,6 +138,9 @@ host::OfferParams NetvspDevice::Offer() const {
   p.instance_id = instance_id_;
   p.name = config_.id;
   p.max_inbound_packet_size = kMaxInboundPacket;
+  // Hyper-V offers NIC channels with monitors; DPDK's netvsc PMD can signal in no other way
+  // (spec 1.5). Guests that use HvSignalEvent keep doing so.
+  p.monitored = true;
   return p;
 }
 

@@ -123,6 +123,23 @@ void NicQueue::Fail(std::string_view why) {
                   index_, channel_.relid(), why);
 }
 
+void NicQueue::FailCorrupt(std::string_view why) {
+  // A guest that hung up has its RAM revoked (zero pages) before the devices hear about it, so a
+  // worker still running reads zeroed ring headers. That is the guest going away, not a hostile
+  // ring: neither counted as corruption nor logged as a warning.
+  if (!channel_.partition().connected()) {
+    if (!failed_) {
+      failed_ = true;
+      session_->mailbox(index_).set_accepting(false);
+      UVMBUS_LOG_DEBUG(kComponent, "{}: queue {} (relid {}) stopped: guest gone",
+                       session_->config().id, index_, channel_.relid());
+    }
+    return;
+  }
+  stats().Add(Stat::kRingCorrupt);
+  Fail(why);
+}
+
 bool NicQueue::Run() {
   stats().Add(Stat::kWakeups);
   // Clear the doorbell before looking at the rings: a signal during the round re-arms it.
@@ -166,8 +183,7 @@ bool NicQueue::Run() {
     auto avail = in.EndReadMask();
     masked_ = false;
     if (!avail) {
-      stats().Add(Stat::kRingCorrupt);
-      Fail("guest->host ring write_index corrupt");
+      FailCorrupt("guest->host ring write_index corrupt");
       break;
     }
     if (*avail == 0) break;
@@ -236,8 +252,7 @@ NicQueue::Drain NicQueue::DrainInbound() {
     ring::ReadResult r = in.Read(rc);
     if (r.status == ring::ReadStatus::kEmpty) break;
     if (r.status == ring::ReadStatus::kCorrupt) {
-      stats().Add(Stat::kRingCorrupt);
-      Fail(ring::RingErrorName(r.error));
+      FailCorrupt(ring::RingErrorName(r.error));
       break;
     }
     ++n;
@@ -1125,8 +1140,7 @@ void NicQueue::CompleteRaw(uint64_t trans_id, std::span<const uint8_t> payload) 
     stats().Add(Stat::kTxCompletionsDeferred);
     return;
   }
-  stats().Add(Stat::kRingCorrupt);
-  Fail(fmt::format("host->guest ring: {}", ring::RingErrorName(r.error)));
+  FailCorrupt(fmt::format("host->guest ring: {}", ring::RingErrorName(r.error)));
 }
 
 bool NicQueue::WritePendingCompletion() {
@@ -1140,8 +1154,7 @@ bool NicQueue::WritePendingCompletion() {
     blocked_total_ = std::max(blocked_total_, r.total);
     return false;
   }
-  stats().Add(Stat::kRingCorrupt);
-  Fail(fmt::format("host->guest ring: {}", ring::RingErrorName(r.error)));
+  FailCorrupt(fmt::format("host->guest ring: {}", ring::RingErrorName(r.error)));
   return false;
 }
 
@@ -1247,8 +1260,7 @@ bool NicQueue::ControlPhase() {
         blocked_total_ = std::max(blocked_total_, r.total);
         return false;
       } else {
-        stats().Add(Stat::kRingCorrupt);
-        Fail("host->guest ring corrupt");
+        FailCorrupt("host->guest ring corrupt");
       }
     }
   }
@@ -1322,7 +1334,7 @@ bool NicQueue::SendControlMessages() {
     std::memcpy(recv->section(s), msg.data(), msg.size());
     recv->pool->SetNext(s, SectionPool::kNone);
     const uint64_t trans = inflight_.Begin({s, s, 1});
-    if (trans == 0) {
+    if (trans == InflightTable::kFull) {
       ReturnSection(s);
       return false;
     }
@@ -1346,8 +1358,7 @@ bool NicQueue::SendControlMessages() {
         // Control messages are never dropped for a full ring: wait for the guest's signal.
         blocked_total_ = std::max(blocked_total_, r.total);
       } else {
-        stats().Add(Stat::kRingCorrupt);
-        Fail("host->guest ring corrupt");
+        FailCorrupt("host->guest ring corrupt");
       }
       return false;
     }
@@ -1387,7 +1398,7 @@ void NicQueue::SendXfer(uint32_t channel_type) {
     return;
   }
   const uint64_t trans = inflight_.Begin({first, last, n});
-  if (trans == 0) {
+  if (trans == InflightTable::kFull) {
     FreeChain(first, last);
     stats().Add(Stat::kRxNoBuffer, n);
     return;
@@ -1412,8 +1423,7 @@ void NicQueue::SendXfer(uint32_t channel_type) {
     if (r.status == ring::WriteStatus::kFull) {
       stats().Add(Stat::kRxRingFull, n);  // never block the backend: drop and count
     } else {
-      stats().Add(Stat::kRingCorrupt);
-      Fail("host->guest ring corrupt");
+      FailCorrupt("host->guest ring corrupt");
     }
     return;
   }

@@ -204,6 +204,9 @@ class NicQueue final : public QueueService {
 
   QueueCounters& stats() { return session_->counters().queue(index_); }
   void Fail(std::string_view why);
+  // A ring read as corrupt: counted (ring_corrupt) and Fail()ed, unless the guest has hung up
+  // (its RAM is revoked to zero pages first), which stops the queue quietly.
+  void FailCorrupt(std::string_view why);
 
   // ---- guest -> host ----
   Drain DrainInbound();

@@ -14,6 +14,11 @@
 // unmask, re-check) lives in the service round (NicQueue::Run), exactly as ChannelWorker applies
 // it around its callbacks.
 //
+// Polling (issue 4, benchmarks): with a spin limit set (SetSpinLimitNs, process-wide, default 0)
+// a worker that armed its wake-ups checks its descriptors without blocking (epoll_wait with a
+// zero timeout, yielding the core every ~2 us to other threads of the process) for up to that
+// long before it sleeps, so frames that arrive meanwhile cost no blocking wake-up.
+//
 // Spec: vmbus-protocol.md 3.4-3.6 (signalling and masking), 1.7 (SignalEvent -> doorbell);
 //       design.md section 4 (one worker per queue, no locks on the per-queue path).
 // Linux/OpenVMM: OpenVMM vm/devices/net/netvsp/src/lib.rs (one async worker per queue polling
@@ -24,6 +29,7 @@
 #define UVMBUS_DEVICES_NETVSP_QUEUE_WORKER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -60,6 +66,10 @@ class QueueWorker {
   // Stops the thread after its current round and joins it. Idempotent.
   void Stop();
 
+  // How long workers started afterwards poll before sleeping, in ns (0: sleep at once).
+  static void SetSpinLimitNs(uint64_t ns);
+  static uint64_t SpinLimitNs();
+
  private:
   QueueWorker(std::string name, QueueService* service, UniqueFd epoll, UniqueFd stop);
   void Loop();
@@ -69,6 +79,7 @@ class QueueWorker {
   UniqueFd epoll_;
   UniqueFd stop_fd_;
   std::atomic<bool> stop_{false};
+  uint64_t spin_ns_ = 0;
   std::thread thread_;
 };
 

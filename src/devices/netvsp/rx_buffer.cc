@@ -81,23 +81,22 @@ InflightTable::InflightTable(uint32_t capacity) : slots_(capacity == 0 ? 1 : cap
 }
 
 uint64_t InflightTable::Begin(const Entry& entry) {
-  if (free_.empty()) return 0;
+  if (free_.empty()) return kFull;
   const uint32_t index = free_.back();
   free_.pop_back();
   Slot& s = slots_[index];
   s.entry = entry;
   s.used = true;
-  // Generation 0 is skipped so that a trans_id is never 0 (spec 4.7: 0 is "unsolicited").
-  if (++s.generation == 0) s.generation = 1;
-  return (uint64_t{s.generation} << 32) | index;
+  // The bare index (spec 4.7 leaves host ids to the host; 0 is a valid id for a packet the host
+  // sends, the guest echoes it). See the header for why it must stay small.
+  return index;
 }
 
 std::optional<InflightTable::Entry> InflightTable::Complete(uint64_t trans_id) {
+  if (trans_id >= slots_.size()) return std::nullopt;
+  Slot& s = slots_[static_cast<size_t>(trans_id)];
+  if (!s.used) return std::nullopt;
   const auto index = static_cast<uint32_t>(trans_id);
-  const auto generation = static_cast<uint32_t>(trans_id >> 32);
-  if (index >= slots_.size()) return std::nullopt;
-  Slot& s = slots_[index];
-  if (!s.used || s.generation != generation || generation == 0) return std::nullopt;
   s.used = false;
   free_.push_back(index);
   return s.entry;

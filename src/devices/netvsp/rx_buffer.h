@@ -113,7 +113,16 @@ class InflightTable {
   // Up to `capacity` packets in flight (>= 1).
   explicit InflightTable(uint32_t capacity);
 
-  // Records a packet and returns its trans_id (never 0), or 0 when the table is full.
+  // Begin()'s answer when every slot is in use.
+  static constexpr uint64_t kFull = UINT64_MAX;
+
+  // Records a packet and returns its trans_id, or kFull when the table is full. The id is the
+  // slot index: a small integer, and always below the peak number of packets in flight (freed
+  // slots are reused most recent first, and a never-used index is taken only when every index
+  // used before is in flight). Every in-flight packet holds at least one receive sub-allocation, so the
+  // id is below the sub-allocation count the host reported (OpenVMM uses sub-allocation ids
+  // the same way). DPDK's netvsc PMD depends on that: it indexes a per-queue array of
+  // `slotcnt` entries with the xactid of each receive packet (hn_nvs_handle_rxbuf).
   uint64_t Begin(const Entry& entry);
   // The packet named by a guest completion; nullopt for an id that is not in flight (unknown,
   // already completed, or from another queue: spec 9.7 P15).
@@ -137,7 +146,6 @@ class InflightTable {
  private:
   struct Slot {
     Entry entry;
-    uint32_t generation = 0;
     bool used = false;
   };
   std::vector<Slot> slots_;

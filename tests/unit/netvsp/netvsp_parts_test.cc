@@ -123,31 +123,46 @@ TEST(SectionPoolTest, ConcurrentPopAndPushNeverLoseOrDuplicateSections) {
 // InflightTable
 // ---------------------------------------------------------------------------------------------
 
-TEST(InflightTableTest, IdsAreNonZeroAndCompleteExactlyOnce) {
+TEST(InflightTableTest, IdsAreSmallSlotIndicesAndCompleteExactlyOnce) {
   InflightTable table(2);
   const uint64_t a = table.Begin({1, 1, 1});
   const uint64_t b = table.Begin({2, 3, 2});
-  EXPECT_NE(a, 0u);
-  EXPECT_NE(b, 0u);
-  EXPECT_NE(a, b);
-  EXPECT_EQ(table.Begin({4, 4, 1}), 0u);  // full
+  // Slot indices (DPDK indexes an array of slot-count entries with them).
+  EXPECT_EQ(a, 0u);
+  EXPECT_EQ(b, 1u);
+  EXPECT_EQ(table.Begin({4, 4, 1}), InflightTable::kFull);
   auto e = table.Complete(b);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->first, 2u);
   EXPECT_EQ(e->count, 2u);
   EXPECT_FALSE(table.Complete(b));  // duplicate
-  EXPECT_FALSE(table.Complete(0));
+  EXPECT_FALSE(table.Complete(2));  // beyond the table
   EXPECT_FALSE(table.Complete(0xFFFFFFFFFFFFFFFFull));
-  // The slot is reused with a new generation: the old id stays dead.
+  // The freed slot is reused first.
   const uint64_t c = table.Begin({5, 5, 1});
-  EXPECT_NE(c, b);
-  EXPECT_FALSE(table.Complete(b));
+  EXPECT_EQ(c, b);
   EXPECT_TRUE(table.Complete(c));
   std::vector<uint32_t> drained;
   table.DrainAll([&](const InflightTable::Entry& en) { drained.push_back(en.first); });
   EXPECT_EQ(drained, std::vector<uint32_t>{1});
   EXPECT_EQ(table.in_flight(), 0u);
   EXPECT_FALSE(table.Complete(a));
+}
+
+TEST(InflightTableTest, IdsStayBelowThePeakNumberInFlight) {
+  InflightTable table(1024);
+  // At most 3 in flight at any time, completed out of order: ids never reach 3.
+  std::vector<uint64_t> live;
+  for (int round = 0; round < 100; ++round) {
+    while (live.size() < 3) {
+      const uint64_t id = table.Begin({0, 0, 1});
+      ASSERT_LT(id, 3u);
+      live.push_back(id);
+    }
+    const size_t victim = static_cast<size_t>(round) % live.size();
+    ASSERT_TRUE(table.Complete(live[victim]));
+    live.erase(live.begin() + static_cast<std::ptrdiff_t>(victim));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
