@@ -191,6 +191,10 @@ class BusCore {
   // run there: the vCPU thread is what would deliver their answer).
   bool OnVcpuThread() const;
 
+  // GPA of the guest->host monitor page (INITIATE_CONTACT monitor_page2, spec 2.5), 0 before the
+  // contact pages were allocated. Raw-mode channel owners (uio) signal through it.
+  uint64_t monitor_page2_gpa() const { return monitor_page2_gpa_.load(std::memory_order_acquire); }
+
  protected:
   // Creates one VcpuThread per partition vCPU with `handler` (not started).
   void CreateVcpus(VcpuThread::Handler* handler);
@@ -206,6 +210,7 @@ class BusCore {
   std::atomic<uint32_t> msg_conn_id_{wire::kVmbusMessageConnectionId};
   std::atomic<bool> connected_{false};
   std::atomic<uint32_t> next_gpadl_{0xE1E10};
+  std::atomic<uint64_t> monitor_page2_gpa_{0};  // set by the bus when it allocates the pages
 };
 
 }  // namespace uvmbus::guest

@@ -68,6 +68,8 @@ ChannelState Channel::state() const {
 
 SoftirqQueue& Channel::softirq() const { return core_.vcpu(target_vcpu())->softirq(); }
 
+uint64_t Channel::guest_to_host_monitor_page_gpa() const { return core_.monitor_page2_gpa(); }
+
 Status Channel::CheckControlContext() const {
   if (core_.OnVcpuThread()) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -289,7 +291,9 @@ Status Channel::Open(const OpenParams& params) {
     return MakeError(ErrorCode::kInvalidArgument, "userdata of {} bytes (at most {})",
                      params.userdata.size(), wire::OpenChannel::kUserDataBytes);
   }
-  if (!params.callback) return MakeError(ErrorCode::kInvalidArgument, "no channel callback");
+  if (!params.callback && !params.raw) {
+    return MakeError(ErrorCode::kInvalidArgument, "no channel callback");
+  }
   if (params.max_packet_size == 0) {
     return MakeError(ErrorCode::kInvalidArgument, "max_packet_size 0");
   }
@@ -319,7 +323,12 @@ Status Channel::Open(const OpenParams& params) {
   const std::span<uint8_t> all = run->bytes();
   // 2. Ring headers as Linux hv_ringbuffer_init: zeroed, feature_bits = 1 (spec 3.1).
   auto out_view = ring::InitRingControl(all.subspan(0, params.send_ring_bytes));
-  auto in_view = ring::InitRingControl(all.subspan(params.send_ring_bytes, params.recv_ring_bytes));
+  // Raw mode (uio_hv_generic's hv_uio_open): the inbound ring is masked from the start, the
+  // user-space owner polls it.
+  ring::RingInitOptions in_init;
+  if (params.raw) in_init.interrupt_mask = 1;
+  auto in_view = ring::InitRingControl(
+      all.subspan(params.send_ring_bytes, params.recv_ring_bytes), in_init);
   if (!out_view || !in_view) {
     return back_to_offered(Error::Make(ErrorCode::kInternal, "ring memory rejected: {}",
                                        ring::RingErrorName(!out_view ? out_view.error()
@@ -353,8 +362,12 @@ Status Channel::Open(const OpenParams& params) {
   ring_gpadl_ = *gpadl;
   outbound_.emplace(std::move(*out));
   inbound_.emplace(std::move(*in));
-  callback_ = params.callback;
-  mode_.store(params.mode, std::memory_order_release);
+  // Raw mode: the ISR only counts (kIsr with a callback that does nothing) - no tasklet, no
+  // masking, the rings are never touched.
+  callback_ = params.raw ? ChannelCallback([](Channel&) {}) : params.callback;
+  mode_.store(params.raw ? CallbackMode::kIsr : params.mode, std::memory_order_release);
+  ring_gpn_.store(ring_pages_.gpn(), std::memory_order_release);
+  ring_page_count_.store(ring_pages_.count(), std::memory_order_release);
   tasklet_.Enable();
   callbacks_enabled_.store(true, std::memory_order_release);
 
@@ -422,6 +435,8 @@ void Channel::CloseLocked(bool talk_to_host, bool send_close) {
   inbound_.reset();
   callback_ = nullptr;
   ring_gpadl_ = 0;
+  ring_gpn_.store(0, std::memory_order_release);
+  ring_page_count_.store(0, std::memory_order_release);
   if (!teardown && teardown.error().code == ErrorCode::kTimeout) {
     // The host never confirmed: it may still write into these pages. Keep them out of the
     // allocator rather than hand them to someone else.

@@ -106,6 +106,12 @@ struct OpenParams {
   CallbackMode mode = CallbackMode::kBatched;
   // Largest inbound packet accepted (Linux max_pkt_size: 4096 default, netvsc 4624).
   uint32_t max_packet_size = wire::kVmbusDefaultMaxPacketSize;
+  // Raw mode (Linux uio_hv_generic): the rings belong to someone else (a user-space driver that
+  // maps them through ring_gpn() / ring_page_count()). The inbound ring starts with
+  // interrupt_mask = 1 (the host should not interrupt, the owner polls), `callback` and `mode`
+  // are ignored, and after Open() the runtime never reads or writes the rings: host interrupts
+  // are only counted.
+  bool raw = false;
 };
 
 // Outcome of SendInband(): flow control (kFull) is not an error (style 1.9 #3).
@@ -222,6 +228,15 @@ class Channel : public std::enable_shared_from_this<Channel> {
                         bool request_completion);
   // The softirq queue of the channel's target vCPU (bind the driver's NAPI to it).
   SoftirqQueue& softirq() const;
+  // Guest RAM pages holding both rings while open: [guest->host ring | host->guest ring], one
+  // contiguous run starting at GPN ring_gpn(), ring_page_count() pages (0 when not open). For
+  // raw-mode owners (OpenParams::raw) that map the rings themselves.
+  uint64_t ring_gpn() const { return ring_gpn_.load(std::memory_order_acquire); }
+  uint64_t ring_page_count() const { return ring_page_count_.load(std::memory_order_acquire); }
+  // Guest physical address of the guest->host monitor page the bus passed in INITIATE_CONTACT
+  // (monitor_page2, spec 2.5): where a raw-mode owner sets this channel's monitor bit
+  // (monitor_id()) to signal the host. 0 before the bus connected.
+  uint64_t guest_to_host_monitor_page_gpa() const;
 
   // ---- Counters ----
   const ChannelStats& stats() const { return stats_; }
@@ -292,6 +307,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   std::optional<ring::IncomingRing> inbound_;
   ChannelCallback callback_;
 
+  std::atomic<uint64_t> ring_gpn_{0};
+  std::atomic<uint64_t> ring_page_count_{0};
   std::atomic<bool> callbacks_enabled_{false};
   std::atomic<bool> rescinded_{false};
   std::atomic<CallbackMode> mode_{CallbackMode::kBatched};

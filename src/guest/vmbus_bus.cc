@@ -755,6 +755,8 @@ Status BusImpl::EnsureContactPages() {
     auto run = partition_.allocator().AllocateRun(2);
     if (!run) return unexpected(run.error());
     monitor_pages_ = std::move(*run);
+    monitor_page2_gpa_.store((monitor_pages_.gpn() + 1) << wire::kHvPageShift,
+                             std::memory_order_release);
   }
   return Ok();
 }
