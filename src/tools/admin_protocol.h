@@ -41,6 +41,10 @@ inline constexpr size_t kMaxAdminResponseBytes = 16 * 1024 * 1024;
 // Command names.
 inline constexpr std::string_view kAdminCommandLs = "ls";
 inline constexpr std::string_view kAdminCommandVersion = "version";
+// {"command": "nic-remove" | "nic-add", "args": {"guest": G, "id": ID}}: rescind a guest's
+// synthetic NIC / offer it again (host_command.cc, docs/cli.md).
+inline constexpr std::string_view kAdminCommandNicRemove = "nic-remove";
+inline constexpr std::string_view kAdminCommandNicAdd = "nic-add";
 
 // `<socket>.ctl`.
 std::string AdminSocketPath(std::string_view socket_path);

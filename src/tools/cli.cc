@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/harness/bench_cli.h"
 #include "common/log.h"
 #include "tools/commands.h"
 #include "tools/exit_codes.h"
@@ -75,6 +76,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
   std::string addr_flag;
   std::string tap_flag;
   std::string traffic_flag;
+  std::string reconnect_flag = "on";
 
   CLI::App app{"uvmbus: a user-space Hyper-V VMBus (host and guest) over a Unix socket.\n"
                "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 host unavailable,\n"
@@ -105,6 +107,11 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  host_cmd
+      ->add_option("--group", host.group,
+                   "Make the socket group-accessible (mode 0660, owned by group NAME) so that "
+                   "members of NAME may run guests; default: mode 0600, this user only")
+      ->type_name("NAME");
   AddLogLevelOption(host_cmd, &host.log_level);
 
   CLI::App* guest_cmd = app.add_subcommand(
@@ -141,12 +148,25 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
           ->type_name("SPEC");
   guest_cmd
       ->add_option("--traffic", traffic_flag,
-                   "Send and verify test frames: peer=MAC|IP,frames=N,sizes=60-MTU,flows=64"
+                   "Send and verify test frames: peer=MAC|IP,frames=N|duration=S,sizes=60-MTU,flows=64"
                    "[,rate=PPS,timeout=S,window=W]; prints one JSON line, exit 0 only if every "
                    "frame arrived intact")
       ->check(SpecValidator(ParseTrafficSpec, "TRAFFIC"))
       ->type_name("SPEC")
       ->excludes(tap_opt);
+  guest_cmd
+      ->add_option("--reconnect", reconnect_flag,
+                   "When the host goes away: on = link down, keep the TAP, reconnect with "
+                   "back-off; off = exit 3")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->type_name("on|off")
+      ->capture_default_str();
+  guest_cmd
+      ->add_option("--host-timeout", guest.host_timeout_ms,
+                   "Longest wait for one answer of the host (HELLO, VMBus responses, offers)")
+      ->check(CLI::Range(kMinHostTimeoutMs, kMaxHostTimeoutMs))
+      ->type_name("MS")
+      ->capture_default_str();
   AddLogLevelOption(guest_cmd, &guest.log_level);
 
   CLI::App* ls_cmd = app.add_subcommand(
@@ -191,6 +211,38 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
                      "pcapng capture");
   AddLogLevelOption(demo_cmd, &demo.log_level);
 
+  DpdkOptions dpdk;
+  CLI::App* dpdk_cmd = app.add_subcommand(
+      "dpdk",
+      "Run an unmodified DPDK program (dpdk-testpmd) on a synthetic NIC: this process plays "
+      "kernel + uio_hv_generic, the program runs with the libuvmbus_uio.so shim "
+      "(docs/interop.md)");
+  AddSocketOption(dpdk_cmd, &dpdk.socket);
+  dpdk_cmd->add_option("--name", dpdk.name, "Guest name shown by `uvmbus ls` (default dpdk-PID)")
+      ->check(CLI::Validator(CheckGuestName, "", "guest name"))
+      ->type_name("NAME");
+  dpdk_cmd->add_option("--cpus", dpdk.cpus, "Number of vCPUs of the guest runtime")
+      ->check(CLI::Range(1u, kMaxGuestCpus))
+      ->type_name("N")
+      ->capture_default_str();
+  dpdk_cmd
+      ->add_option("--ram", dpdk.ram_mib,
+                   "Guest RAM in MiB for rings and buffers (DPDK's own heap is added to it)")
+      ->check(CLI::Range(64u, kMaxGuestRamMiB))
+      ->type_name("MIB")
+      ->capture_default_str();
+  dpdk_cmd->add_option("command", dpdk.command, "-- PROGRAM ARGS...: the DPDK program to run")
+      ->required()
+      ->expected(-1);
+  AddLogLevelOption(dpdk_cmd, &dpdk.log_level);
+
+  BenchOptions bench_options;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench",
+      "End-to-end benchmark: uvmbus's NIC against the raw ring, DPDK memif and AF_UNIX, "
+      "interleaved on the same two cores (docs/benchmarks.md)");
+  bench::AddBenchOptions(*bench_cmd, bench_options.command);
+
   std::vector<const char*> argv;
   argv.reserve(args.size());
   for (const std::string& a : args) argv.push_back(a.c_str());
@@ -216,6 +268,7 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
     if (!addr_flag.empty()) guest.addr = *ParseCidr(addr_flag);
     if (!tap_flag.empty()) guest.tap = *ParseTapSpec(tap_flag);
     if (!traffic_flag.empty()) guest.traffic = *ParseTrafficSpec(traffic_flag);
+    guest.reconnect = reconnect_flag != "off";
     result.command = guest;
   } else if (*ls_cmd) {
     if (ls.verbose > 2) ls.verbose = 2;  // lsvmbus accepts -vvv and prints like -vv
@@ -224,6 +277,14 @@ ParseResult ParseCommandLine(const std::vector<std::string>& args, std::ostream&
     result.command = stats;
   } else if (*channels_cmd) {
     result.command = channels;
+  } else if (*dpdk_cmd) {
+    result.command = dpdk;
+  } else if (*bench_cmd) {
+    // `--json` without a file: the JSON document on stdout.
+    if (bench_cmd->get_option("--json")->count() > 0 && bench_options.command.json_path.empty()) {
+      bench_options.command.json_path = "-";
+    }
+    result.command = bench_options;
   } else {
     result.command = demo;
   }
@@ -249,6 +310,10 @@ int Main(int argc, char** argv) {
             return RunStats(options);
           } else if constexpr (std::is_same_v<T, ChannelsOptions>) {
             return RunChannels(options);
+          } else if constexpr (std::is_same_v<T, DpdkOptions>) {
+            return RunDpdk(options);
+          } else if constexpr (std::is_same_v<T, BenchOptions>) {
+            return RunBench(options);
           } else {
             return RunDemo(options);
           }

@@ -8,10 +8,11 @@
 //   uvmbus host     --socket PATH [--heartbeat-interval MS] [--nic SPEC]... [--log-level L]
 //   uvmbus guest    --socket PATH [--name NAME] [--cpus N] [--ram MIB] [--count N]
 //                   [--addr CIDR] [--tap NAME[,netns=NS,addr=CIDR]] [--traffic SPEC]
-//                   [--log-level L]
+//                   [--reconnect on|off] [--host-timeout MS] [--log-level L]
 //   uvmbus ls       --socket PATH [-v|-vv] [--json]
 //   uvmbus stats    --socket PATH [--guest G] [--json]
 //   uvmbus channels --socket PATH [--guest G] [--json]
+//   uvmbus bench    [--quick] [--json [FILE]] [--only LIST] [--rounds N] [...]
 //   uvmbus demo     [--guests N] [--heartbeats N] [--frames N] [--tap] [--log-level L]
 //
 // Spec: none (tool); docs/cli.md is the user documentation.
@@ -27,6 +28,7 @@
 #include <variant>
 #include <vector>
 
+#include "bench/harness/bench_command.h"
 #include "net/tap.h"
 #include "tools/nic_spec.h"
 
@@ -49,6 +51,10 @@ inline constexpr uint32_t kDefaultDemoGuests = 2;
 inline constexpr uint32_t kMaxDemoGuests = 8;
 inline constexpr uint32_t kDefaultDemoHeartbeats = 3;
 inline constexpr uint64_t kDefaultDemoFrames = 20'000;
+// `guest --host-timeout` default and bounds (milliseconds).
+inline constexpr uint32_t kDefaultHostTimeoutMs = 10'000;
+inline constexpr uint32_t kMinHostTimeoutMs = 100;
+inline constexpr uint32_t kMaxHostTimeoutMs = 600'000;
 
 // `uvmbus host`: the host daemon.
 struct HostOptions {
@@ -57,6 +63,8 @@ struct HostOptions {
   // --nic flags (nic_spec.h), parsed and validated.
   std::vector<NicSpec> nics;
   std::string log_level = "info";
+  // --group NAME: the socket is created 0660 and owned by group NAME (default: 0600, owner only).
+  std::string group;
 };
 
 // `uvmbus guest`: one guest process.
@@ -72,6 +80,13 @@ struct GuestOptions {
   std::optional<TapSpec> tap;
   // --traffic: send/verify test frames, print a JSON line, exit 0 only if all arrived intact.
   std::optional<TrafficSpec> traffic;
+  // --reconnect on|off: when the host goes away (killed, restarted), mark the NIC's link down,
+  // keep the TAP and reconnect with back-off (on, the default), or exit 3 (off: the first
+  // version's behaviour). docs/robustness.md section 4.
+  bool reconnect = true;
+  // --host-timeout MS: the longest wait for one answer of the host (HELLO reply, each VMBus
+  // response, ALLOFFERS_DELIVERED) before the attempt counts as failed.
+  uint32_t host_timeout_ms = kDefaultHostTimeoutMs;
   std::string log_level = "warn";
 };
 
@@ -103,8 +118,24 @@ struct DemoOptions {
   std::string log_level = "warn";
 };
 
+// `uvmbus bench`: the end-to-end benchmark (bench/harness/bench_command.h; docs/benchmarks.md).
+struct BenchOptions {
+  bench::BenchCommand command;
+};
+
+// `uvmbus dpdk`: run an unmodified DPDK program on a synthetic NIC (tools/dpdk_command.cc,
+// docs/interop.md).
+struct DpdkOptions {
+  std::string socket;
+  std::string name;  // empty: "dpdk-<pid>"
+  uint32_t cpus = kDefaultGuestCpus;
+  uint32_t ram_mib = 128;  // rings + 16 MiB receive + 16 MiB send buffer + sub-channel rings
+  std::vector<std::string> command;  // PROGRAM ARGS... (after "--")
+  std::string log_level = "warn";
+};
+
 using Command = std::variant<HostOptions, GuestOptions, LsOptions, StatsOptions,
-                             ChannelsOptions, DemoOptions>;
+                             ChannelsOptions, DemoOptions, BenchOptions, DpdkOptions>;
 
 // The outcome of parsing: either a command to run, or an exit code to return at once (help or
 // version printed: 0; a usage error: 2, with the message already written to `err`).

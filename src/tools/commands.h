@@ -7,6 +7,8 @@
 //   RunLs    (ls_command.cc)     lsvmbus over the host's admin socket
 //   RunStats / RunChannels (stats_command.cc)  ethtool -S / -l for the synthetic NICs
 //   RunDemo  (demo_command.cc)   host + guests as separate processes, narrated
+//   RunDpdk  (dpdk_command.cc)   a DPDK program on a synthetic NIC through the uio shim
+//   RunBench (bench_command.cc)  the end-to-end benchmark with the NIC as contender
 // Spec: see each implementation file's banner.
 // Thread-safety: each Run* owns the process while it runs (signal dispositions, stdout); call
 // one per process.
@@ -23,6 +25,8 @@ int RunLs(const LsOptions& options);
 int RunStats(const StatsOptions& options);
 int RunChannels(const ChannelsOptions& options);
 int RunDemo(const DemoOptions& options);
+int RunDpdk(const DpdkOptions& options);
+int RunBench(const BenchOptions& options);
 
 }  // namespace uvmbus::tools
 

@@ -18,6 +18,7 @@
 // Spec: vmbus-protocol.md 2.7 (rescind), 2.10; design.md section 3 (process model).
 // Thread-safety: runs on the main thread; the admin handler runs on the admin thread and only
 // reads thread-safe state (HostService::SnapshotJson, the heartbeat registry).
+#include <grp.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -96,6 +97,52 @@ std::string StatusLine(const host::HostSnapshot& s) {
                      s.guests.size() == 1 ? "" : "s", open, open == 1 ? "" : "s");
 }
 
+// The admin "nic-remove" / "nic-add" requests (docs/cli.md): {"guest": G, "id": ID}.
+// nic-remove rescinds the guest's live NIC ID (spec 2.7: RESCIND_CHANNELOFFER; the device is
+// destroyed once the guest released its relids); nic-add builds it again from its --nic flag and
+// offers it to the connected guest (hot add). Runs on the admin thread.
+Expected<nlohmann::json> NicCommand(const AdminRequest& request, host::HostService& service,
+                                    NicHost& nics) {
+  const nlohmann::json& args = request.args;
+  if (!args.contains("guest") || !args["guest"].is_string() || !args.contains("id") ||
+      !args["id"].is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument, "{} needs args {{\"guest\": G, \"id\": ID}}",
+                     request.command);
+  }
+  const std::string guest = args["guest"].get<std::string>();
+  const std::string id = args["id"].get<std::string>();
+  // The guest's live, not rescinded NIC with this id (device ids as the ls document has them).
+  std::optional<Guid> live;
+  std::optional<partition::PeerInfo> peer;
+  for (const host::ServerSnapshot& g : service.Snapshot().guests) {
+    if (g.peer.name != guest || g.state == "gone") continue;
+    peer = g.peer;
+    for (const host::DeviceInfo& d : g.devices) {
+      if (d.rescinded) continue;
+      const nlohmann::json extras = nics.Extras("{" + d.instance_id.ToString() + "}");
+      if (extras.is_object() && extras["nic"].value("id", "") == id) live = d.instance_id;
+    }
+  }
+  if (!peer) return MakeError(ErrorCode::kNotFound, "no connected guest named '{}'", guest);
+  if (request.command == kAdminCommandNicRemove) {
+    if (!live) return MakeError(ErrorCode::kNotFound, "guest {} has no NIC {}", guest, id);
+    if (Status st = service.RescindDevice(guest, *live); !st) return unexpected(st.error());
+    UVMBUS_LOG_INFO(kLog, "guest {}: NIC {} {{{}}} rescinded (admin nic-remove)", guest, id,
+                    live->ToString());
+    return nlohmann::json{{"guest", guest}, {"id", id}, {"device_id", live->ToString()}};
+  }
+  if (live) return MakeError(ErrorCode::kAlreadyExists, "guest {} already has NIC {}", guest, id);
+  auto device = nics.BuildOne(*peer, id);
+  if (!device) return unexpected(device.error());
+  const Guid instance = (*device)->Offer().instance_id;
+  if (Status st = service.AddDevice(guest, std::move(*device)); !st) {
+    return unexpected(st.error());
+  }
+  UVMBUS_LOG_INFO(kLog, "guest {}: NIC {} {{{}}} offered (admin nic-add)", guest, id,
+                  instance.ToString());
+  return nlohmann::json{{"guest", guest}, {"id", id}, {"device_id", instance.ToString()}};
+}
+
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -142,7 +189,18 @@ int RunHost(const HostOptions& options) {
   // it feeds, and the admin server (whose handler reads the service) before the service too.
   host::HostService service(std::move(factory));
 
-  auto socket_host = partition::SocketHost::Listen(options.socket, service.GuestCallback());
+  partition::SocketHostOptions socket_options;
+  if (!options.group.empty()) {
+    // --group: resolve the name before anything listens (an unknown group is a usage error).
+    const group* gr = ::getgrnam(options.group.c_str());
+    if (gr == nullptr) {
+      UVMBUS_LOG_ERROR(kLog, "--group {}: no such group", options.group);
+      return ToInt(ExitCode::kUsage);
+    }
+    socket_options.group = gr->gr_gid;
+  }
+  auto socket_host =
+      partition::SocketHost::Listen(options.socket, service.GuestCallback(), socket_options);
   if (!socket_host) {
     UVMBUS_LOG_ERROR(kLog, "cannot listen on {}: {}", options.socket, socket_host.error());
     return ToInt(ExitCode::kFailure);
@@ -171,7 +229,11 @@ int RunHost(const HostOptions& options) {
                             {"admin_protocol", kAdminProtocolVersion},
                             {"pid", identity.pid}};
     }
-    return MakeError(ErrorCode::kUnsupported, "unknown command '{}' (known: ls, version)",
+    if (request.command == kAdminCommandNicRemove || request.command == kAdminCommandNicAdd) {
+      return NicCommand(request, service, *nics);
+    }
+    return MakeError(ErrorCode::kUnsupported,
+                     "unknown command '{}' (known: ls, version, nic-remove, nic-add)",
                      request.command);
   };
   auto admin = AdminServer::Listen(identity.admin_socket, std::move(handler));

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -123,43 +125,86 @@ std::vector<std::unique_ptr<host::Device>> NicHost::Build(const partition::PeerI
   std::vector<std::unique_ptr<host::Device>> out;
   for (const NicSpec& spec : specs_) {
     if (!spec.guest.empty() && spec.guest != peer.name) continue;
-    const net::MacAddress mac = spec.mac.value_or(GenerateMac(peer.name, spec.id));
-    auto backend = MakeBackend(spec, peer.name, mac);
-    if (!backend) {
-      UVMBUS_LOG_ERROR(kLog, "guest {}: NIC {} ({}) not offered: {}", peer.name, spec.id,
-                       spec.BackendText(), backend.error());
-      continue;
-    }
-    netvsp::NicConfig config;
-    config.id = spec.id;
-    config.mac = mac;
-    config.queues = spec.queues;
-    config.mtu = spec.mtu;
-    config.backend = *backend;
-    auto device = netvsp::NetvspDevice::Create(std::move(config));
+    auto device = BuildSpec(peer, spec);
     if (!device) {
-      UVMBUS_LOG_ERROR(kLog, "guest {}: NIC {} not offered: {}", peer.name, spec.id,
-                       device.error());
+      UVMBUS_LOG_ERROR(kLog, "guest {}: NIC {} ({}) not offered: {}", peer.name, spec.id,
+                       spec.BackendText(), device.error());
       continue;
-    }
-    UVMBUS_LOG_INFO(kLog,
-                    "guest {} (pid {}): offering [Synthetic network adapter] {{{}}} {} mac {} "
-                    "{} queue{} mtu {} backend {}{}",
-                    peer.name, peer.pid, (*device)->instance_id().ToString(), spec.id,
-                    mac.ToString(), (*device)->channel_limit(),
-                    (*device)->channel_limit() == 1 ? "" : "s", spec.mtu, spec.BackendText(),
-                    spec.pcap.empty() ? std::string() : " pcap " + spec.pcap);
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = nics_.begin(); it != nics_.end();) {
-        it = it->second.alive.expired() ? nics_.erase(it) : std::next(it);
-      }
-      nics_[(*device)->instance_id()] =
-          Entry{peer.name, spec, mac, (*device)->channel_limit(), (*device)->counters()};
     }
     out.push_back(std::move(*device));
   }
   return out;
+}
+
+Expected<std::unique_ptr<host::Device>> NicHost::BuildOne(const partition::PeerInfo& peer,
+                                                          const std::string& id) {
+  for (const NicSpec& spec : specs_) {
+    if ((!spec.guest.empty() && spec.guest != peer.name) || spec.id != id) continue;
+    return BuildSpec(peer, spec);
+  }
+  return MakeError(ErrorCode::kNotFound, "no --nic flag with id={} applies to guest {}", id,
+                   peer.name);
+}
+
+std::optional<Guid> NicHost::FindNic(const std::string& guest, const std::string& id) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [instance, e] : nics_) {
+    if (e.guest == guest && e.spec.id == id && !e.alive.expired()) return instance;
+  }
+  return std::nullopt;
+}
+
+Expected<std::unique_ptr<host::Device>> NicHost::BuildSpec(const partition::PeerInfo& peer,
+                                                           const NicSpec& spec) {
+  const net::MacAddress mac = spec.mac.value_or(GenerateMac(peer.name, spec.id));
+  // A guest that reconnects at once (a restarted `uvmbus guest`/`uvmbus dpdk`, the reconnect
+  // supervisor) can be here before its previous incarnation's NIC is released: that one's
+  // connection thread is still tearing down its channels and switch port, so the same MAC would
+  // be refused (kAlreadyExists) and the new incarnation offered no NIC. Wait, bounded, for the
+  // release; a different guest holding the MAC is a configuration error and fails at once.
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  bool waited = false;
+  while (FindNic(peer.name, spec.id).has_value() && Clock::now() < deadline) {
+    waited = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  auto backend = MakeBackend(spec, peer.name, mac);
+  while (waited && !backend && backend.error().code == ErrorCode::kAlreadyExists &&
+         Clock::now() < deadline) {
+    // The device is gone but its switch port is detached a moment later.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    backend = MakeBackend(spec, peer.name, mac);
+  }
+  if (waited) {
+    UVMBUS_LOG_INFO(kLog, "guest {}: NIC {} waited for its previous incarnation's release",
+                    peer.name, spec.id);
+  }
+  if (!backend) return unexpected(backend.error());
+  netvsp::NicConfig config;
+  config.id = spec.id;
+  config.mac = mac;
+  config.queues = spec.queues;
+  config.mtu = spec.mtu;
+  config.backend = *backend;
+  auto device = netvsp::NetvspDevice::Create(std::move(config));
+  if (!device) return unexpected(device.error());
+  UVMBUS_LOG_INFO(kLog,
+                  "guest {} (pid {}): offering [Synthetic network adapter] {{{}}} {} mac {} "
+                  "{} queue{} mtu {} backend {}{}",
+                  peer.name, peer.pid, (*device)->instance_id().ToString(), spec.id,
+                  mac.ToString(), (*device)->channel_limit(),
+                  (*device)->channel_limit() == 1 ? "" : "s", spec.mtu, spec.BackendText(),
+                  spec.pcap.empty() ? std::string() : " pcap " + spec.pcap);
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = nics_.begin(); it != nics_.end();) {
+      it = it->second.alive.expired() ? nics_.erase(it) : std::next(it);
+    }
+    nics_[(*device)->instance_id()] =
+        Entry{peer.name, spec, mac, (*device)->channel_limit(), (*device)->counters()};
+  }
+  return std::unique_ptr<host::Device>(std::move(*device));
 }
 
 nlohmann::json NicHost::Extras(const std::string& device_id) const {

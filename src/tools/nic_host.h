@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,15 @@ class NicHost {
   // cannot be built is logged and left out (the guest still gets the others).
   std::vector<std::unique_ptr<host::Device>> Build(const partition::PeerInfo& peer);
 
+  // Builds guest `peer`'s NIC `id` again from its --nic flag (the admin "nic-add" request, a hot
+  // add after a "nic-remove"). Errors: kNotFound (no --nic flag with that id applies to the
+  // guest), the backend's and NetvspDevice::Create's errors.
+  Expected<std::unique_ptr<host::Device>> BuildOne(const partition::PeerInfo& peer,
+                                                   const std::string& id);
+  // The instance GUID of a live NIC `id` this host built for guest `guest` (it may be rescinded
+  // and not yet released).
+  std::optional<Guid> FindNic(const std::string& guest, const std::string& id) const;
+
   // {"nic": {...}} for a device id ("{guid}") this host built, else null.
   nlohmann::json Extras(const std::string& device_id) const;
 
@@ -57,6 +67,8 @@ class NicHost {
     uint32_t max_channels = 0;
     std::weak_ptr<const netvsp::NicCounters> alive;
   };
+  Expected<std::unique_ptr<host::Device>> BuildSpec(const partition::PeerInfo& peer,
+                                                    const NicSpec& spec);
   Expected<std::shared_ptr<net::Endpoint>> MakeBackend(const NicSpec& spec,
                                                        const std::string& guest,
                                                        const net::MacAddress& mac);

@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/scratch_dir.h"
 #include "tools/admin_client.h"
 #include "tools/admin_protocol.h"
 #include "tools/subprocess.h"
@@ -53,21 +54,7 @@ uint64_t FrameCount() {
 #endif
 }
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    char tmpl[] = "/tmp/uvmbus-nic-XXXXXX";
-    path_ = ::mkdtemp(tmpl) != nullptr ? tmpl : "";
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = ::uvmbus::testing::ScratchDir;
 
 std::unique_ptr<Subprocess> Spawn(std::vector<std::string> args, bool merge_stderr = false) {
   args.insert(args.begin(), UVMBUS_BINARY);

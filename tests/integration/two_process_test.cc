@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/scratch_dir.h"
 #include "common/unique_fd.h"
 #include "tools/admin_client.h"
 #include "tools/admin_protocol.h"
@@ -49,21 +50,7 @@ bool IsHeartbeatProbe(std::string_view line) {
          line.ends_with("-> driver hv_utils");
 }
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    char tmpl[] = "/tmp/uvmbus-it-XXXXXX";
-    path_ = ::mkdtemp(tmpl) != nullptr ? tmpl : "";
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = ::uvmbus::testing::ScratchDir;
 
 std::unique_ptr<Subprocess> Spawn(std::vector<std::string> args,
                                   Subprocess::Options options = {}) {
@@ -197,7 +184,7 @@ TEST_F(UvmbusTest, TwoGuestsSurviveTheDeathOfOneAndTheHostShutsDownCleanly) {
   auto host = StartHost(/*interval_ms=*/2);
   ASSERT_NE(host, nullptr);
   auto alpha = StartGuest("alpha");
-  auto beta = StartGuest("beta");
+  auto beta = StartGuest("beta", {"--reconnect=off"});  // exits 3 when the host stops
   ASSERT_NE(alpha, nullptr);
   ASSERT_NE(beta, nullptr);
 

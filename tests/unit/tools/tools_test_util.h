@@ -6,33 +6,11 @@
 #ifndef UVMBUS_TESTS_UNIT_TOOLS_TOOLS_TEST_UTIL_H_
 #define UVMBUS_TESTS_UNIT_TOOLS_TOOLS_TEST_UTIL_H_
 
-#include <stdlib.h>
-
-#include <filesystem>
-#include <string>
+#include "support/scratch_dir.h"
 
 namespace uvmbus::tools::testing {
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    char tmpl[] = "/tmp/uvmbus-tt-XXXXXX";
-    const char* dir = ::mkdtemp(tmpl);
-    path_ = dir != nullptr ? dir : "";
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = ::uvmbus::testing::ScratchDir;
 
 }  // namespace uvmbus::tools::testing
 
