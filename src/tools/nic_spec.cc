@@ -295,6 +295,10 @@ Expected<TrafficSpec> ParseTrafficSpec(std::string_view text) {
       auto on = ParseOnOff(key, value);
       if (!on) return unexpected(on.error());
       spec.stay = *on;
+    } else if (key == "duration") {
+      if (!ParseNumber(value, &spec.duration_s) || spec.duration_s == 0) {
+        return bad(key, value, "expected seconds > 0");
+      }
     } else if (key == "window") {
       if (!ParseNumber(value, &spec.window) || spec.window == 0 || spec.window > 4096) {
         return bad(key, value, "expected 1..4096");
@@ -302,7 +306,7 @@ Expected<TrafficSpec> ParseTrafficSpec(std::string_view text) {
     } else {
       return MakeError(ErrorCode::kInvalidArgument,
                        "--traffic: unknown key '{}' (known: peer, frames, sizes, flows, rate, "
-                       "timeout, window, stay)",
+                       "timeout, window, stay, duration)",
                        key);
     }
   }

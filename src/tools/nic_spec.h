@@ -75,7 +75,7 @@ struct TapSpec {
 Expected<TapSpec> ParseTapSpec(std::string_view text);
 
 // `uvmbus guest --traffic peer=MAC|IPV4,frames=N,sizes=MIN-MAX,flows=F[,rate=PPS][,timeout=S]
-// [,window=W][,stay=on]`. stay=on: keep serving after the run until SIGTERM (so a caller can
+// [,window=W][,stay=on][,duration=S]`. stay=on: keep serving after the run until SIGTERM (so a caller can
 // read the host's counters first), then exit with the run's status. MAX may be the word MTU (the NIC's largest frame, MTU + 14); sizes are frame
 // bytes, Ethernet header included.
 struct TrafficSpec {
@@ -89,6 +89,9 @@ struct TrafficSpec {
   uint32_t timeout_s = 60;
   uint32_t window = 256;   // frames in flight (sent, not yet acknowledged by the peer)
   bool stay = false;
+  // duration=S: send continuously for S seconds (or until SIGTERM), then drain and report;
+  // `frames` and `timeout` are ignored. 0: the frames=N mode. (tools/traffic.h)
+  uint32_t duration_s = 0;
 };
 Expected<TrafficSpec> ParseTrafficSpec(std::string_view text);
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -114,6 +115,33 @@ uint32_t BuildAck(std::span<uint8_t> out, const Link& link, uint32_t received, b
   return length;
 }
 
+uint32_t BuildStreamData(std::span<uint8_t> out, const Link& link, uint32_t flow, StreamId id,
+                         uint32_t seq, uint32_t length) {
+  if (length < kStreamHeaderBytes || length > out.size() || length > 0xFFFF) return 0;
+  uint8_t* f = out.data();
+  WriteHeaders(f, link, flow, length, kKindData, kFlagStream, seq);
+  Put32(f + kHeaderBytes, id.sender);
+  Put32(f + kHeaderBytes + 4, id.session);
+  for (uint32_t i = kStreamHeaderBytes; i < length; ++i) f[i] = PatternByte(seq, i);
+  Put16(f + kTestOffset + 10, TestChecksum(f, length));
+  return length;
+}
+
+uint32_t BuildStreamAck(std::span<uint8_t> out, const Link& link, const StreamAck& ack) {
+  const uint32_t length = kStreamAckBytes;
+  if (out.size() < length) return 0;
+  uint8_t* f = out.data();
+  WriteHeaders(f, link, 0xFFFF, length,
+               kKindAck, static_cast<uint8_t>(kFlagStream | (ack.done ? kFlagDone : 0)),
+               ack.received);
+  Put32(f + kHeaderBytes, ack.from);
+  Put32(f + kHeaderBytes + 4, ack.acked_sender);
+  Put32(f + kHeaderBytes + 8, ack.sent);
+  Put32(f + kHeaderBytes + 12, ack.sent_session);
+  Put16(f + kTestOffset + 10, TestChecksum(f, length));
+  return length;
+}
+
 Parsed Parse(std::span<const uint8_t> frame) {
   Parsed p;
   if (frame.size() < kHeaderBytes) return p;
@@ -140,19 +168,32 @@ Parsed Parse(std::span<const uint8_t> frame) {
   const uint16_t check = Get16(f + kTestOffset + 10);
   if (TestChecksum(f, length) != check) return p;
   const uint8_t flags = f[kTestOffset + 3];
+  const bool stream = (flags & kFlagStream) != 0;
   if (kind == kKindData) {
-    if (flags != 0) return p;
-    for (uint32_t i = kHeaderBytes; i < length; ++i) {
+    if ((flags & ~kFlagStream) != 0) return p;
+    uint32_t pattern_from = kHeaderBytes;
+    if (stream) {
+      if (length < kStreamHeaderBytes) return p;
+      p.id = StreamId{Get32(f + kHeaderBytes), Get32(f + kHeaderBytes + 4)};
+      pattern_from = kStreamHeaderBytes;
+    }
+    for (uint32_t i = pattern_from; i < length; ++i) {
       if (f[i] != PatternByte(value, i)) return p;
     }
     p.verdict = Verdict::kData;
   } else if (kind == kKindAck) {
-    if ((flags & ~kFlagDone) != 0) return p;
-    p.verdict = Verdict::kAck;
+    if ((flags & ~(kFlagDone | kFlagStream)) != 0) return p;
     p.done = (flags & kFlagDone) != 0;
+    if (stream) {
+      if (length < kStreamAckBytes) return p;
+      p.ack = StreamAck{Get32(f + kHeaderBytes),     Get32(f + kHeaderBytes + 4), value,
+                        Get32(f + kHeaderBytes + 8), Get32(f + kHeaderBytes + 12), p.done};
+    }
+    p.verdict = Verdict::kAck;
   } else {
     return p;
   }
+  p.stream = stream;
   p.value = value;
   return p;
 }
@@ -161,8 +202,30 @@ Parsed Parse(std::span<const uint8_t> frame) {
 
 nlohmann::json TrafficResult::ToJson() const {
   const double s = seconds > 0 ? seconds : 1e-9;
+  nlohmann::json tx = nlohmann::json::array();
+  for (const TrafficTxSession& t : tx_sessions) {
+    tx.push_back({{"peer", t.peer}, {"sent", t.sent}, {"acked", t.acked}});
+  }
+  nlohmann::json rx = nlohmann::json::array();
+  for (const TrafficRxSession& r : rx_sessions) {
+    rx.push_back({{"peer", r.peer},
+                  {"received", r.received},
+                  {"high", r.high},
+                  {"duplicates", r.duplicates},
+                  {"out_of_window", r.out_of_window},
+                  {"peer_done", r.peer_done},
+                  {"peer_sent", r.peer_sent}});
+  }
   return {{"ok", ok},
           {"error", error},
+          {"nonce", nonce},
+          {"duration", duration_s},
+          {"drained", drained},
+          {"out_of_window", out_of_window},
+          {"stale", stale},
+          {"foreign", foreign},
+          {"tx_sessions", std::move(tx)},
+          {"rx_sessions", std::move(rx)},
           {"expected", expected},
           {"sent", sent},
           {"acked", acked},
@@ -189,17 +252,38 @@ int64_t NowNs() { return SteadyClock::Instance().NowNs(); }
 constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kAckPeriodNs = 20 * kMs;
 constexpr int64_t kLingerNs = 200 * kMs;
+constexpr int64_t kDrainNs = 3000 * kMs;
+// Receive window of each sender record, in sequence numbers (8 KiB of bits).
+constexpr uint64_t kWindowBits = 65536;
+// Sender records that keep a window (older ones only count stragglers as stale).
+constexpr size_t kWindowedRecords = 4;
+
+uint32_t DrawNonce() {
+  std::random_device rd;
+  uint32_t n = 0;
+  while (n == 0) n = rd() ^ static_cast<uint32_t>(NowNs());
+  return n;
+}
 
 }  // namespace
+
+// A receive record plus its window of seen sequence numbers (empty once evicted).
+struct GuestNicLoop::RxTrack {
+  TrafficRxSession s;
+  uint64_t base = 0;             // every seq below base is out of the window
+  std::vector<uint64_t> bits;    // kWindowBits bits, indexed by seq % kWindowBits
+};
 
 // Traffic state of one RunTraffic().
 struct GuestNicLoop::Run {
   traffic::Link link;
-  uint32_t expected = 0;
-  std::vector<uint8_t> seen;  // one byte per sequence number (bitmap-like, simple)
-  uint32_t received = 0;
-  uint32_t peer_acked = 0;
-  bool peer_done = false;
+  uint32_t nonce = 0;
+  uint32_t window = 0;
+  bool draining = false;      // stopped sending (duration=S end or Stop())
+  std::vector<TrafficTxSession> tx;  // back() = the current session
+  std::vector<RxTrack> rx;           // in the order of their first frame
+  size_t rx_latest = SIZE_MAX;       // the record we acknowledge (the newest sender)
+  size_t rx_hint = SIZE_MAX;         // last record a data frame hit (lookup cache)
   TrafficResult result;
 };
 
@@ -229,23 +313,138 @@ void GuestNicLoop::SendOne(uint32_t queue, std::span<const uint8_t> frame) {
   (void)Send(queue, batch);
 }
 
+GuestNicLoop::RxTrack* GuestNicLoop::FindRx(uint32_t sender, bool create) {
+  Run& run = *run_;
+  if (run.rx_hint < run.rx.size() && run.rx[run.rx_hint].s.peer == sender) {
+    return &run.rx[run.rx_hint];
+  }
+  // Newest first: the live peer is at the back.
+  for (size_t i = run.rx.size(); i-- > 0;) {
+    if (run.rx[i].s.peer == sender) {
+      run.rx_hint = i;
+      return &run.rx[i];
+    }
+  }
+  if (!create) return nullptr;
+  RxTrack& t = run.rx.emplace_back();
+  t.s.peer = sender;
+  t.bits.assign(kWindowBits / 64, 0);
+  // Only the newest records keep a window: a long soak sees hundreds of incarnations.
+  if (run.rx.size() > kWindowedRecords) {
+    std::vector<uint64_t>().swap(run.rx[run.rx.size() - 1 - kWindowedRecords].bits);
+  }
+  run.rx_latest = run.rx.size() - 1;
+  run.rx_hint = run.rx_latest;
+  return &t;
+}
+
+void GuestNicLoop::OnData(uint32_t queue, const traffic::Parsed& p, size_t bytes) {
+  Run& run = *run_;
+  // A frame for a previous incarnation of ours (its sender has not seen our hello yet, or it
+  // was queued before we were restarted), or a plain frame: not part of any session of ours.
+  if (!p.stream || p.id.session != run.nonce || p.id.sender == 0) {
+    ++run.result.stale;
+    return;
+  }
+  RxTrack* t = FindRx(p.id.sender, /*create=*/true);
+  if (t->bits.empty()) {  // an evicted (long dead) sender's straggler
+    ++run.result.stale;
+    return;
+  }
+  const uint64_t seq = p.value;
+  if (seq < t->base) {
+    ++t->s.out_of_window;
+    return;
+  }
+  if (seq >= t->base + kWindowBits) {
+    // Slide: forget the oldest part (a sender is at most `window` frames ahead of what we
+    // acknowledged, so only frames lost for good fall out).
+    const uint64_t next = seq - kWindowBits + 1;
+    if (next - t->base >= kWindowBits) {
+      std::fill(t->bits.begin(), t->bits.end(), 0);
+    } else {
+      for (uint64_t q = t->base; q < next; ++q) {
+        t->bits[(q % kWindowBits) / 64] &= ~(uint64_t{1} << (q % 64));
+      }
+    }
+    t->base = next;
+  }
+  uint64_t& word = t->bits[(seq % kWindowBits) / 64];
+  const uint64_t bit = uint64_t{1} << (seq % 64);
+  if ((word & bit) != 0) {
+    ++t->s.duplicates;
+    return;
+  }
+  word |= bit;
+  ++t->s.received;
+  t->s.high = std::max(t->s.high, seq + 1);
+  ++run.result.rx_queue[queue];
+  run.result.rx_bytes += bytes;
+}
+
+void GuestNicLoop::OnAck(const traffic::StreamAck& ack) {
+  Run& run = *run_;
+  if (ack.from == 0 || ack.from == run.nonce) return;
+  // Transmit side: which peer incarnation we send to, and how much of it arrived.
+  const bool current = !run.tx.empty() && run.tx.back().peer == ack.from;
+  if (!current) {
+    const bool seen = std::any_of(run.tx.begin(), run.tx.end(),
+                                  [&](const TrafficTxSession& t) { return t.peer == ack.from; });
+    if (seen) return;  // a late ack of a dead incarnation: its session stays closed
+    if (!run.draining) {
+      run.tx.push_back(TrafficTxSession{ack.from, 0, 0});
+      print_(fmt::format("traffic: session {} to peer incarnation {:08x}", run.tx.size(),
+                         ack.from));
+    }
+  }
+  if (!run.tx.empty() && run.tx.back().peer == ack.from && ack.acked_sender == run.nonce) {
+    TrafficTxSession& t = run.tx.back();
+    t.acked = std::max(t.acked, std::min<uint64_t>(ack.received, t.sent));
+  }
+  // Receive side: what the peer says it sent us (final once done).
+  if (ack.sent_session == run.nonce) {
+    RxTrack* t = FindRx(ack.from, /*create=*/true);
+    t->s.peer_sent = std::max<uint64_t>(t->s.peer_sent, ack.sent);
+    t->s.peer_done = t->s.peer_done || ack.done;
+  }
+}
+
+bool GuestNicLoop::SendAck() {
+  Run& run = *run_;
+  traffic::StreamAck a;
+  a.from = run.nonce;
+  if (run.rx_latest < run.rx.size()) {
+    a.acked_sender = run.rx[run.rx_latest].s.peer;
+    a.received = static_cast<uint32_t>(run.rx[run.rx_latest].s.received);
+  }
+  if (!run.tx.empty()) {
+    a.sent = static_cast<uint32_t>(run.tx.back().sent);
+    a.sent_session = run.tx.back().peer;
+  }
+  a.done = run.draining;
+  std::array<uint8_t, traffic::kStreamAckBytes> frame{};
+  const uint32_t n = traffic::BuildStreamAck(frame, run.link, a);
+  net::FrameBatch batch;
+  batch.Add({frame.data(), n});
+  return Send(0, batch) == 1;
+}
+
 void GuestNicLoop::Handle(uint32_t queue, std::span<const uint8_t> frame) {
   if (run_ != nullptr) {
     const traffic::Parsed p = traffic::Parse(frame);
+    if (p.verdict != traffic::Verdict::kNotTest &&
+        std::memcmp(frame.data(), run_->link.src_mac.bytes.data(), 6) != 0) {
+      // A test frame for another NIC: the switch floods unicast for a MAC it no longer knows
+      // (a killed guest's port is gone). It was counted by its sender's session.
+      ++run_->result.foreign;
+      return;
+    }
     switch (p.verdict) {
       case traffic::Verdict::kData:
-        if (p.value >= run_->expected || run_->seen[p.value] != 0) {
-          ++run_->result.duplicates;
-        } else {
-          run_->seen[p.value] = 1;
-          ++run_->received;
-          ++run_->result.rx_queue[queue];
-          run_->result.rx_bytes += frame.size();
-        }
+        OnData(queue, p, frame.size());
         return;
       case traffic::Verdict::kAck:
-        run_->peer_acked = std::max(run_->peer_acked, std::min(p.value, run_->expected));
-        run_->peer_done = run_->peer_done || p.done;
+        if (p.stream) OnAck(p.ack);
         return;
       case traffic::Verdict::kBad:
         ++run_->result.bad;
@@ -370,20 +569,47 @@ void GuestNicLoop::Ping(const net::Ipv4Address& ip, const net::MacAddress& mac, 
 
 TrafficResult GuestNicLoop::RunTraffic(const TrafficSpec& spec) {
   Run run;
-  run.result.expected = spec.frames;
+  run.nonce = DrawNonce();
+  run.window = spec.window;
+  run.link.src_mac = device_.mac();
+  const bool continuous = spec.duration_s != 0;
+  run.result.nonce = run.nonce;
+  run.result.duration_s = spec.duration_s;
+  run.result.expected = continuous ? 0 : spec.frames;
   run.result.tx_queue.assign(queues_, 0);
   run.result.rx_queue.assign(queues_, 0);
-  const int64_t deadline = NowNs() + int64_t{spec.timeout_s} * 1'000'000'000;
-  auto fail = [&](std::string why) {
-    run.result.error = std::move(why);
-    run.result.ok = false;
-    return run.result;
+  const int64_t begin = NowNs();
+  const int64_t deadline =
+      begin + int64_t{continuous ? spec.duration_s : spec.timeout_s} * 1'000'000'000;
+  auto finish = [&](std::string why) {
+    TrafficResult& r = run.result;
+    r.error = std::move(why);
+    r.tx_sessions = run.tx;
+    r.rx_sessions.clear();
+    for (const RxTrack& t : run.rx) r.rx_sessions.push_back(t.s);
+    r.sent = r.acked = r.received = r.duplicates = r.out_of_window = 0;
+    for (const TrafficTxSession& t : run.tx) {
+      r.sent += t.sent;
+      r.acked += t.acked;
+    }
+    for (const TrafficRxSession& t : r.rx_sessions) {
+      r.received += t.received;
+      r.duplicates += t.duplicates;
+      r.out_of_window += t.out_of_window;
+    }
+    r.frames_out = frames_out_;
+    r.frames_in = frames_in_;
+    if (r.error.empty() && (r.bad != 0 || r.duplicates != 0)) {
+      r.error = fmt::format("{} bad and {} duplicate frames", r.bad, r.duplicates);
+    }
+    r.ok = r.error.empty();
+    return r;
   };
-  if (spec.frames > UINT32_MAX) return fail("too many frames");
+  if (!continuous && spec.frames > UINT32_MAX) return finish("too many frames");
+  // Printed first, so that the incarnation of a guest killed mid-run is still on record.
+  print_(fmt::format("traffic: incarnation {:08x}", run.nonce));
   // Receiving starts now: the peer may finish resolving and start sending while we still wait
   // for our own ARP or ping replies.
-  run.expected = static_cast<uint32_t>(spec.frames);
-  run.seen.assign(run.expected, 0);
   run_ = &run;
   struct Detach {
     GuestNicLoop* self;
@@ -395,19 +621,22 @@ TrafficResult GuestNicLoop::RunTraffic(const TrafficSpec& spec) {
   if (spec.peer_mac) {
     peer = *spec.peer_mac;
   } else if (!Resolve(*spec.peer_ip, deadline, &peer)) {
-    return fail(fmt::format("no ARP reply from {}", spec.peer_ip->ToString()));
+    run.result.seconds = static_cast<double>(NowNs() - begin) / 1e9;
+    return finish(fmt::format("no ARP reply from {}", spec.peer_ip->ToString()));
   }
   if (spec.peer_ip) Ping(*spec.peer_ip, peer, 3, deadline);
 
   // 2. Flows per queue: each queue sends the flows netvsc would put on it.
   const uint32_t max_size = std::min(spec.max_size == 0 ? max_frame_ : spec.max_size, max_frame_);
-  const uint32_t min_size = std::clamp<uint32_t>(spec.min_size, traffic::kHeaderBytes, max_size);
+  const uint32_t min_size =
+      std::clamp<uint32_t>(spec.min_size, traffic::kStreamHeaderBytes, max_size);
   run.link = traffic::Link{device_.mac(), peer};
   std::vector<std::vector<uint32_t>> flows(queues_);
   {
-    std::vector<uint8_t> probe(traffic::kHeaderBytes + 8);
+    std::vector<uint8_t> probe(traffic::kStreamHeaderBytes + 8);
     for (uint32_t f = 0; f < spec.flows; ++f) {
-      const uint32_t n = traffic::BuildData(probe, run.link, f, 0, static_cast<uint32_t>(probe.size()));
+      const uint32_t n = traffic::BuildStreamData(probe, run.link, f, {}, 0,
+                                                  static_cast<uint32_t>(probe.size()));
       const uint32_t q = device_.SelectQueue({probe.data(), n});
       flows[q < queues_ ? q : 0].push_back(f);
     }
@@ -416,114 +645,157 @@ TrafficResult GuestNicLoop::RunTraffic(const TrafficSpec& spec) {
   for (uint32_t q = 0; q < queues_; ++q) {
     if (!flows[q].empty()) active.push_back(q);
   }
-  print_(fmt::format("traffic: {} frames of {}..{} bytes to {} over {} flows on {} queue{} "
+  print_(fmt::format("traffic: {} of {}..{} bytes to {} over {} flows on {} queue{} "
                      "(window {}{})",
-                     spec.frames, min_size, max_size, peer.ToString(), spec.flows, active.size(),
+                     continuous ? fmt::format("{} s", spec.duration_s)
+                                : fmt::format("{} frames", spec.frames),
+                     min_size, max_size, peer.ToString(), spec.flows, active.size(),
                      active.size() == 1 ? "" : "s", spec.window,
                      spec.rate_pps != 0 ? fmt::format(", {} frames/s", spec.rate_pps) : ""));
 
+  // Per session: N frames (frames=N); with duration=S as many as the run lasts (a session's
+  // sequence numbers are 32 bits: it stops one window short of wrapping).
+  const uint64_t per_session = continuous ? uint64_t{UINT32_MAX} - spec.window : spec.frames;
   std::vector<uint8_t> tx(size_t{net::kMaxBatch} * max_frame_);
-  std::array<uint8_t, net::kMinWireFrameSize> ack{};
-  uint32_t sent = 0;
-  uint32_t last_ack_value = UINT32_MAX;
+  uint64_t last_ack_value = UINT64_MAX;
   int64_t last_ack_ns = 0;
+  uint64_t total_sent = 0;
   size_t rr = 0;
   const int64_t start = NowNs();
   int64_t finished_ns = 0;
   int64_t linger_until = 0;
+  int64_t drain_until = 0;
   bool timed_out = false;
-  while (!stopped()) {
+  auto latest_received = [&]() -> uint64_t {
+    return run.rx_latest < run.rx.size() ? run.rx[run.rx_latest].s.received : 0;
+  };
+  for (;;) {
     const int64_t now = NowNs();
-    if (now >= deadline) {
-      timed_out = true;
-      break;
+    if (continuous) {
+      if (!run.draining && (stopped() || now >= deadline)) {
+        run.draining = true;  // from now on every ack carries done + the final count
+        drain_until = now + kDrainNs;
+        last_ack_ns = 0;      // announce it at once
+      }
+      if (run.draining && now >= drain_until) break;
+    } else {
+      if (stopped()) break;
+      if (now >= deadline) {
+        timed_out = true;
+        break;
+      }
     }
     const uint32_t got = PollOnce();
 
-    // Transmit while the window (and the rate) allow.
+    // Transmit while the session's window (and the rate) allow.
     bool blocked = false;
     uint32_t budget = 4 * net::kMaxBatch;  // bounded work per loop: keep acking and receiving
-    while (sent < run.expected && budget > 0 && !active.empty()) {
-      const uint32_t in_flight = sent - std::min(run.peer_acked, sent);
-      uint32_t room = in_flight >= spec.window ? 0 : spec.window - in_flight;
+    while (!run.draining && !run.tx.empty() && budget > 0 && !active.empty()) {
+      TrafficTxSession& session = run.tx.back();
+      if (session.sent >= per_session) break;
+      const uint64_t in_flight = session.sent - std::min(session.acked, session.sent);
+      uint64_t room = in_flight >= spec.window ? 0 : spec.window - in_flight;
       if (spec.rate_pps != 0) {
         const double allowed = static_cast<double>(NowNs() - start) / 1e9 *
                                static_cast<double>(spec.rate_pps);
-        const double left = allowed - static_cast<double>(sent);
-        room = std::min<uint32_t>(room, left <= 0 ? 0 : static_cast<uint32_t>(left) + 1);
+        const double left = allowed - static_cast<double>(total_sent);
+        room = std::min<uint64_t>(room, left <= 0 ? 0 : static_cast<uint64_t>(left) + 1);
       }
-      room = std::min({room, run.expected - sent, net::kMaxBatch / 2, budget});
+      room = std::min<uint64_t>({room, per_session - session.sent, net::kMaxBatch / 2, budget});
       if (room == 0) break;
       const uint32_t q = active[rr++ % active.size()];
+      const traffic::StreamId id{run.nonce, session.peer};
       net::FrameBatch batch;
-      uint64_t bytes = 0;
       for (uint32_t i = 0; i < room; ++i) {
-        const uint32_t seq = sent + i;
+        const uint32_t seq = static_cast<uint32_t>(session.sent + i);
         const uint32_t flow = flows[q][seq % flows[q].size()];
         const uint32_t len = traffic::FrameLength(seq, min_size, max_size);
         uint8_t* slot = tx.data() + size_t{i} * max_frame_;
-        traffic::BuildData({slot, max_frame_}, run.link, flow, seq, len);
+        traffic::BuildStreamData({slot, max_frame_}, run.link, flow, id, seq, len);
         batch.Add({slot, len});
       }
       const uint32_t consumed = Send(q, batch);
+      uint64_t bytes = 0;
       for (uint32_t i = 0; i < consumed; ++i) bytes += batch[i].length;
-      sent += consumed;
+      session.sent += consumed;
+      total_sent += consumed;
       run.result.tx_queue[q] += consumed;
       run.result.tx_bytes += bytes;
-      budget -= std::min(budget, room);
+      budget -= static_cast<uint32_t>(std::min<uint64_t>(budget, room));
       if (consumed < room) {
         blocked = true;  // back-pressure: the ring is full; retry after a wait
         break;
       }
     }
 
-    // Acknowledge what arrived.
-    const bool all_in = run.received == run.expected;
-    const bool ack_due = run.received != last_ack_value &&
-                         (run.received - (last_ack_value == UINT32_MAX ? 0 : last_ack_value) >=
-                              std::max<uint32_t>(1, spec.window / 4) ||
-                          got == 0 || all_in);
-    if (ack_due || (run.received > 0 && NowNs() - last_ack_ns >= kAckPeriodNs)) {
-      const uint32_t n = traffic::BuildAck(ack, run.link, run.received, all_in);
-      net::FrameBatch batch;
-      batch.Add({ack.data(), n});
-      if (Send(0, batch) == 1) {
-        last_ack_value = run.received;
+    // Acknowledge what arrived; every 20 ms at least, which doubles as the hello a new peer
+    // incarnation needs before it may send (and repairs lost acks).
+    const uint64_t received = latest_received();
+    const bool all_in = !continuous && received == spec.frames;
+    const bool changed = received != last_ack_value;
+    const bool ack_due =
+        changed && (received - (last_ack_value == UINT64_MAX ? 0 : last_ack_value) >=
+                        std::max<uint32_t>(1, spec.window / 4) ||
+                    got == 0 || all_in);
+    if (ack_due || NowNs() - last_ack_ns >= kAckPeriodNs) {
+      if (SendAck()) {
+        last_ack_value = received;
         last_ack_ns = NowNs();
       }
     }
 
-    const bool done = sent == run.expected && run.peer_acked == run.expected && all_in &&
-                      last_ack_value == run.expected;
+    bool done = false;
+    if (continuous) {
+      if (run.draining) {
+        // Our frames all acknowledged, and the peer's announced final count all here.
+        const bool tx_drained =
+            run.tx.empty() || run.tx.back().acked == run.tx.back().sent;
+        bool rx_drained = true;
+        if (!run.tx.empty()) {
+          const RxTrack* t = FindRx(run.tx.back().peer, /*create=*/false);
+          rx_drained = t == nullptr || (t->s.peer_done && t->s.received >= t->s.peer_sent);
+        }
+        done = tx_drained && rx_drained && last_ack_value == received;
+      }
+    } else {
+      done = !run.tx.empty() && run.tx.back().sent == spec.frames &&
+             run.tx.back().acked == spec.frames && all_in && last_ack_value == spec.frames;
+    }
     if (done && finished_ns == 0) {
       finished_ns = NowNs();
       linger_until = finished_ns + kLingerNs;
     }
     if (finished_ns != 0 && NowNs() >= linger_until) break;
     if (got == 0) {
-      const bool can_send = sent < run.expected && !blocked &&
-                            sent - std::min(run.peer_acked, sent) < spec.window &&
+      const bool can_send = !run.draining && !run.tx.empty() &&
+                            run.tx.back().sent < per_session && !blocked &&
+                            run.tx.back().sent - std::min(run.tx.back().acked,
+                                                          run.tx.back().sent) < spec.window &&
                             spec.rate_pps == 0;
       if (!can_send) Wait(blocked || spec.rate_pps != 0 ? 1 : 5);
     }
   }
-  TrafficResult& r = run.result;
-  r.sent = sent;
-  r.acked = run.peer_acked;
-  r.received = run.received;
-  r.frames_out = frames_out_;
-  r.frames_in = frames_in_;
-  r.seconds = static_cast<double>((finished_ns != 0 ? finished_ns : NowNs()) - start) / 1e9;
-  if (timed_out) {
-    r.error = fmt::format("timeout after {} s: sent {}, acknowledged {}, received {} of {}",
-                          spec.timeout_s, sent, run.peer_acked, run.received, run.expected);
-  } else if (stopped() && finished_ns == 0) {
-    r.error = "interrupted";
-  } else if (r.bad != 0 || r.duplicates != 0) {
-    r.error = fmt::format("{} bad and {} duplicate frames", r.bad, r.duplicates);
+  run.result.seconds =
+      static_cast<double>((finished_ns != 0 ? finished_ns : NowNs()) - start) / 1e9;
+  run.result.drained = continuous && finished_ns != 0;
+  std::string error;
+  if (continuous) {
+    if (finished_ns == 0) {
+      const TrafficTxSession* t = run.tx.empty() ? nullptr : &run.tx.back();
+      error = fmt::format("drain incomplete after {} s: sent {}, acknowledged {} in the last "
+                          "session",
+                          kDrainNs / 1'000'000'000, t != nullptr ? t->sent : 0,
+                          t != nullptr ? t->acked : 0);
+    }
+  } else if (timed_out) {
+    const TrafficTxSession* t = run.tx.empty() ? nullptr : &run.tx.back();
+    error = fmt::format("timeout after {} s: sent {}, acknowledged {}, received {} of {}",
+                        spec.timeout_s, t != nullptr ? t->sent : 0, t != nullptr ? t->acked : 0,
+                        latest_received(), spec.frames);
+  } else if (finished_ns == 0) {
+    error = "interrupted";
   }
-  r.ok = r.error.empty() && finished_ns != 0;
-  return r;
+  return finish(std::move(error));
 }
 
 }  // namespace uvmbus::tools

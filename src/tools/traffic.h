@@ -5,27 +5,58 @@
 // and
 //   * answers ARP requests and ICMP echo requests for the guest's address (net::Responder),
 //   * optionally (`--traffic`, TrafficSpec) resolves the peer by ARP, pings it three times, then
-//     sends N test frames of mixed sizes over many flows and checks every frame it receives.
+//     sends test frames of mixed sizes over many flows and checks every frame it receives:
+//     N frames (frames=N), or continuously for S seconds / until SIGTERM (duration=S, the soak's
+//     mode: scripts/soak.sh, docs/robustness.md section 6).
 //
 // Test frames (IPv4/UDP, RFC 2544 benchmark addresses 198.18.0.0/15, valid IPv4 checksum):
 //   Ethernet(dst peer, src own, 0x0800) | IPv4 198.18.<own mac[5]>.<flow> -> 198.19.<peer mac[5]>.
 //   <flow >> 8> | UDP 10000+flow -> 20000+flow | payload:
-//     @42 u16 magic 0x5554 ("UT")  @44 u8 kind (1 data, 2 ack)  @45 u8 flags (ack: bit0 done)
-//     @46 u32 seq (data) / frames received so far (ack)  @50 u16 frame length
+//     @42 u16 magic 0x5554 ("UT")  @44 u8 kind (1 data, 2 ack)  @45 u8 flags (bit0 done (ack),
+//     bit1 stream)  @46 u32 seq (data) / frames received so far (ack)  @50 u16 frame length
 //     @52 u16 RFC 1071 checksum of bytes [42, 52) and [54, length)
+//   plain frames (flags bit1 clear; BuildData/BuildAck):
 //     @54.. pattern: byte i = f(seq, i)
+//   stream frames (flags bit1 set; what GuestNicLoop sends), with the incarnation fields:
+//     data: @54 u32 sender nonce  @58 u32 session (the receiver's nonce)  @62.. pattern
+//     ack (70 bytes): @54 u32 from (the acker's nonce)  @58 u32 acked sender (whose frames @46
+//           counts; 0 = none yet)  @62 u32 sent (frames `from` sent in its session)
+//           @66 u32 that session (the nonce it sends to; 0 = none)
 // Addresses and ports vary with the flow, so the Toeplitz hash spreads the flows over all queues
 // whether the host hashes 2-tuples or 4-tuples; the sender puts each frame on the queue netvsc
 // would pick for its flow (NetDevice::SelectQueue), so every queue carries its share.
 // A receiver checks magic, lengths, the IPv4 header checksum, the pattern and the checksum;
 // any mismatch counts as `bad`, a sequence number seen twice as `duplicates`.
 //
+// Incarnations and sessions (so that a peer may be SIGKILLed and restarted under the same name
+// and MAC while traffic flows, and every frame is still accounted for exactly): every run draws
+// a random non-zero 32-bit nonce (its incarnation, printed first: `traffic: incarnation
+// 1a2b3c4d`). A sender sends nothing until it has heard an ack (sent every 20 ms, also as a
+// hello) from a peer incarnation; it then opens a *session* to that nonce whose sequence numbers
+// start at 0, and every data frame carries (sender nonce, session). A new peer nonce in an ack
+// closes the current session (with its final sent/acked counts) and opens the next; a closed
+// session is never reopened (late acks of a dead incarnation are ignored). A receiver keeps one
+// record per sender nonce (received, highest seq + 1, duplicates, out-of-window) and a sliding
+// 65536-bit window of seen sequence numbers for the newest four; data frames for another session
+// (a previous incarnation of ours) count as `stale`, test frames for another MAC (flooded by the
+// switch while their destination was gone) as `foreign`. Hence, per session:
+//   sender alive at the end:  sent = acked + (sent - acked), the unacked part being in flight
+//                             when the receiver incarnation died (if it did);
+//   receiver alive:           received frames of each sender nonce; high - received = holes
+//                             (frames the sender had sent but a dead sender's path lost).
+// scripts/soak.sh sums these (docs/robustness.md section 6).
+//
 // Flow control, so that no bounded queue on the way (switch port rings, netvsp mailboxes,
 // netvsc receive rings: all drop rather than block) ever overflows: the sender keeps at most
-// `window` frames sent but not acknowledged; the receiver acknowledges with an ack frame carrying
-// its cumulative count every window/4 frames, when idle, and every 20 ms (a lost ack is
-// repaired by the next). The run ends when all N frames were sent and acknowledged and N were
-// received, then lingers 200 ms to repeat its final ack; it fails on timeout.
+// `window` frames sent but not acknowledged in its session; the receiver acknowledges with an
+// ack frame carrying its count every window/4 frames, when idle, and every 20 ms (a lost ack is
+// repaired by the next). A frames=N run ends when N frames were sent and acknowledged and N
+// received in the current sessions, then lingers 200 ms to repeat its final ack; it fails on
+// timeout. A duration=S run ends at S seconds or at Stop() (SIGTERM) by *draining*: it stops
+// sending, sets the done flag in its acks (its `sent` is then final) and keeps receiving and
+// acknowledging until its own frames are all acknowledged and the peer's announced final count
+// has arrived (then lingers 200 ms), or 3 s passed (`drained` false). It is ok if nothing was
+// bad or duplicated and the drain completed.
 //
 // Spec: none (test traffic); vmbus-protocol.md 7.9 / 8.5 (queue selection), 8.1 (Toeplitz).
 // Linux/OpenVMM: DPDK testpmd txonly/rxonly (burst shape), RFC 2544 (address range).
@@ -56,8 +87,13 @@ inline constexpr uint16_t kMagic = 0x5554;
 inline constexpr uint8_t kKindData = 1;
 inline constexpr uint8_t kKindAck = 2;
 inline constexpr uint8_t kFlagDone = 1;
+inline constexpr uint8_t kFlagStream = 2;
 // Ethernet + IPv4 + UDP + the 12-byte test header: the shortest test frame.
 inline constexpr uint32_t kHeaderBytes = 54;
+// A stream data frame's header (the above + sender nonce + session): its shortest length.
+inline constexpr uint32_t kStreamHeaderBytes = 62;
+// A stream ack's length.
+inline constexpr uint32_t kStreamAckBytes = 70;
 
 // Who talks to whom.
 struct Link {
@@ -72,11 +108,36 @@ uint32_t BuildData(std::span<uint8_t> out, const Link& link, uint32_t flow, uint
 // Writes a 60-byte ack frame carrying `received` and the done flag.
 uint32_t BuildAck(std::span<uint8_t> out, const Link& link, uint32_t received, bool done);
 
+// The incarnation fields of a stream data frame.
+struct StreamId {
+  uint32_t sender = 0;   // the sending incarnation's nonce
+  uint32_t session = 0;  // the receiving incarnation's nonce the sender addresses
+};
+// Writes a stream data frame of `length` bytes (kStreamHeaderBytes..out.size()). Returns
+// `length`, or 0 if it does not fit.
+uint32_t BuildStreamData(std::span<uint8_t> out, const Link& link, uint32_t flow, StreamId id,
+                         uint32_t seq, uint32_t length);
+
+// What a stream ack says (see the file comment).
+struct StreamAck {
+  uint32_t from = 0;          // the acknowledging incarnation's nonce
+  uint32_t acked_sender = 0;  // whose frames `received` counts (0: none yet, a hello)
+  uint32_t received = 0;      // distinct intact frames of acked_sender's session
+  uint32_t sent = 0;          // frames `from` sent in its session to `sent_session`
+  uint32_t sent_session = 0;  // the nonce `from` sends to (0: none yet)
+  bool done = false;          // `from` stopped sending: `sent` is final
+};
+// Writes a kStreamAckBytes-byte stream ack. Returns its length, or 0 if it does not fit.
+uint32_t BuildStreamAck(std::span<uint8_t> out, const Link& link, const StreamAck& ack);
+
 enum class Verdict : uint8_t { kData, kAck, kNotTest, kBad };
 struct Parsed {
   Verdict verdict = Verdict::kNotTest;
-  uint32_t value = 0;  // data: seq; ack: received count
-  bool done = false;   // ack flag
+  uint32_t value = 0;   // data: seq; ack: received count
+  bool done = false;    // ack flag
+  bool stream = false;  // a stream frame: `id` (data) or `ack` (ack) is filled
+  StreamId id;
+  StreamAck ack;        // ack.received == value, ack.done == done
 };
 // Classifies and verifies a received frame (see the file comment). Frames that are not UDP test
 // frames are kNotTest; test frames that fail any check are kBad.
@@ -87,17 +148,42 @@ uint32_t FrameLength(uint32_t seq, uint32_t min, uint32_t max);
 
 }  // namespace traffic
 
+// One session this incarnation sent (to one peer incarnation).
+struct TrafficTxSession {
+  uint32_t peer = 0;   // the receiver incarnation's nonce
+  uint64_t sent = 0;   // frames netvsc took
+  uint64_t acked = 0;  // of those, acknowledged by the peer incarnation
+};
+// What this incarnation received from one sender incarnation.
+struct TrafficRxSession {
+  uint32_t peer = 0;            // the sender incarnation's nonce
+  uint64_t received = 0;        // distinct intact frames
+  uint64_t high = 0;            // highest sequence number seen + 1
+  uint64_t duplicates = 0;
+  uint64_t out_of_window = 0;   // older than the 65536-frame window: neither counted nor dup
+  bool peer_done = false;       // the sender announced its final count
+  uint64_t peer_sent = 0;       // the count it announced last (final if peer_done)
+};
+
 // The outcome of a traffic run (also the JSON line `uvmbus guest --traffic` prints).
 struct TrafficResult {
   bool ok = false;
   std::string error;  // why not ok
-  uint64_t expected = 0;
-  uint64_t sent = 0;
+  uint32_t nonce = 0;         // this incarnation
+  uint32_t duration_s = 0;    // 0: a frames=N run
+  uint64_t expected = 0;      // frames=N (per session); 0 with duration=S
+  uint64_t sent = 0;          // sums over the sessions
   uint64_t acked = 0;
   uint64_t received = 0;
   uint64_t bad = 0;
   uint64_t duplicates = 0;
-  uint64_t other = 0;  // non-test frames (ARP, ICMP, ...)
+  uint64_t out_of_window = 0;
+  uint64_t stale = 0;    // data frames of another session (for a previous incarnation of ours)
+  uint64_t foreign = 0;  // test frames addressed to another MAC (flooded by the switch)
+  uint64_t other = 0;    // non-test frames (ARP, ICMP, ...)
+  bool drained = false;  // duration=S: the final drain completed (see the file comment)
+  std::vector<TrafficTxSession> tx_sessions;
+  std::vector<TrafficRxSession> rx_sessions;
   // Every frame the NIC took in Send() / handed out in Receive() since the guest started
   // (test frames, acks, ARP, ICMP): what the host's counters must match.
   uint64_t frames_out = 0;
@@ -118,7 +204,8 @@ class GuestNicLoop {
 
   // Answers ARP / ICMP echo until Stop().
   void Serve();
-  // Resolve + ping + traffic, then returns (the responder keeps answering meanwhile).
+  // Resolve + ping + traffic, then returns (the responder keeps answering meanwhile). With
+  // duration=S, Stop() ends the run by draining (up to 3 s) rather than at once.
   TrafficResult RunTraffic(const TrafficSpec& spec);
   void Stop() { stop_.store(true, std::memory_order_release); }
 
@@ -150,6 +237,12 @@ class GuestNicLoop {
 
   // Traffic state (valid during RunTraffic).
   struct Run;
+  struct RxTrack;
+  void OnData(uint32_t queue, const traffic::Parsed& p, size_t bytes);
+  void OnAck(const traffic::StreamAck& ack);
+  RxTrack* FindRx(uint32_t sender, bool create);
+  // Sends one stream ack on queue 0; true if netvsc took it.
+  bool SendAck();
   Run* run_ = nullptr;
   // Resolution / ping state.
   std::optional<net::Ipv4Address> want_arp_;
