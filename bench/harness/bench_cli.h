@@ -19,16 +19,16 @@ namespace uvmbus::bench {
 // parse. Flags that switch something off are stored inverted.
 inline void AddBenchOptions(CLI::App& app, BenchCommand& command) {
   app.add_flag("--quick", command.quick,
-               "about a minute: 3 rounds of 0.25 s runs, idle waits of at most 1 s");
-  app.add_option("--rounds", command.rounds, "rounds (default 5; --quick 3)");
-  app.add_option("--seconds", command.seconds, "traffic per run in s (default 1; --quick 0.25)");
+               "about a minute: 1 round of 0.25 s runs, idle waits of at most 1 s");
+  app.add_option("--rounds", command.rounds, "rounds (default 3; --quick 1)");
+  app.add_option("--seconds", command.seconds, "traffic per run in s (default 0.5; --quick 0.25)");
   app.add_option("--frames", command.frames, "throughput frame sizes, bytes")->delimiter(',');
   app.add_option("--latency-frames", command.latency_frames, "latency frame sizes, bytes")
       ->delimiter(',');
   app.add_option("--queues", command.queues, "queue counts")->delimiter(',');
   app.add_option("--modes", command.modes, "poll,interrupt")->delimiter(',');
   app.add_option("--workloads", command.workloads, "throughput,latency")->delimiter(',');
-  app.add_option("--contenders", command.contenders, "run only these (names from --list)")
+  app.add_option("--contenders,--only", command.contenders, "run only these (names from --list)")
       ->delimiter(',');
   app.add_option("--raw-ring-sizes", command.raw_ring_sizes, "raw ring footprints per queue")
       ->delimiter(',');
@@ -44,7 +44,9 @@ inline void AddBenchOptions(CLI::App& app, BenchCommand& command) {
                  "runs with this much foreign CPU (CPUs) or more count as contaminated");
   app.add_option("--min-clean", command.summary.min_clean_runs,
                  "clean runs that suffice to leave contaminated ones out");
-  app.add_option("--json", command.json_path, "write the JSON report here ('-' = stdout)");
+  app.add_option("--json", command.json_path,
+                 "write the JSON report to FILE ('-' or no FILE: stdout, the table to stderr)")
+      ->expected(0, 1);
   app.add_flag("!--no-idle-wait", command.wait_for_idle,
                "do not wait for an idle machine before each run");
   app.add_option("--idle-limit", command.idle_limit_seconds,

@@ -75,8 +75,8 @@ std::optional<uint64_t> ParseSize(std::string_view text) {
 int RunBenchCommand(const BenchCommand& command, std::vector<std::unique_ptr<Contender>> extra,
                     std::FILE* out, std::FILE* err) {
   const bool quick = command.quick;
-  const int rounds = command.rounds > 0 ? command.rounds : (quick ? 3 : 5);
-  const double seconds = command.seconds > 0 ? command.seconds : (quick ? 0.25 : 1.0);
+  const int rounds = command.rounds > 0 ? command.rounds : (quick ? 1 : 3);
+  const double seconds = command.seconds > 0 ? command.seconds : (quick ? 0.25 : 0.5);
   const double idle_limit =
       command.idle_limit_seconds >= 0 ? command.idle_limit_seconds : (quick ? 1.0 : 60.0);
   if (command.cpus.size() != 2 || command.cpus[0] == command.cpus[1]) {

@@ -17,5 +17,7 @@ int main(int argc, char** argv) {
   uvmbus::bench::BenchCommand command;
   uvmbus::bench::AddBenchOptions(app, command);
   CLI11_PARSE(app, argc, argv);
+  // `--json` without a file: the JSON document on stdout.
+  if (app.get_option("--json")->count() > 0 && command.json_path.empty()) command.json_path = "-";
   return uvmbus::bench::RunBenchCommand(command, {}, stdout, stderr);
 }

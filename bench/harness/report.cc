@@ -191,6 +191,18 @@ Report BuildReport(RunLog log, const SummaryOptions& options) {
         }
       }
     }
+    if (row.config.workload == Workload::kLatency || row.primary.n == 0) continue;
+    for (const std::string& other : options.also_compare) {
+      if (other == row.contender || other == base) continue;
+      for (const SummaryRow& b : report.rows) {
+        if (b.contender == other && b.tag == row.tag && b.config.Key() == row.config.Key() &&
+            b.primary.n > 0) {
+          if (auto r = Ratio(row.primary.median, b.primary.median)) {
+            row.other_ratios.emplace_back(other, *r);
+          }
+        }
+      }
+    }
   }
   return report;
 }
@@ -236,6 +248,9 @@ std::string FormatTable(const Report& report) {
       }
     }
     std::string tail = Notes(row);
+    for (const auto& [other, r] : row.other_ratios) {
+      tail += fmt::format("{}vs {} {:.3f}", tail.empty() ? "" : ", ", other, r);
+    }
     for (const auto& e : row.extras) {
       tail += fmt::format("{}{} {:.4g}", tail.empty() ? "" : ", ", ShortExtraName(e.name),
                           e.summary.median);
@@ -371,6 +386,10 @@ nlohmann::json ReportToJson(const Report& report) {
                         {"baseline", row.baseline.empty() ? nlohmann::json(nullptr)
                                                           : nlohmann::json(row.baseline)},
                         {"ratio", OptionalJson(row.ratio)}};
+    nlohmann::json ratios = nlohmann::json::object();
+    if (row.ratio) ratios[row.baseline] = *row.ratio;
+    for (const auto& [other, r] : row.other_ratios) ratios[other] = r;
+    s["ratios"] = ratios;
     if (latency) {
       s["rtt_p50_ns"] = SummaryJson(row.primary);
       s["rtt_p99_ns"] = SummaryJson(row.rtt_p99_ns);

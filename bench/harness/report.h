@@ -17,6 +17,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,9 @@ namespace uvmbus::bench {
 struct SummaryOptions {
   std::string throughput_baseline = "raw-ring-1MiB";
   std::string latency_baseline = "pingpong";
+  // Further throughput contenders every row is also compared with (same configuration and
+  // tag), shown as "vs NAME" in the notes and as "ratios" in the JSON.
+  std::vector<std::string> also_compare = {"dpdk-memif", "unix-dgram"};
   double foreign_cpu_limit = 0.15;  // CPUs' worth; runs at or above are contaminated
   size_t min_clean_runs = 3;
   PlacementThresholds thresholds;   // echoed in the output
@@ -59,6 +63,8 @@ struct SummaryRow {
   std::vector<NamedSummary> extras;
   std::optional<double> ratio;  // primary median / the baseline row's primary median
   std::string baseline;         // the baseline contender's name (empty: none applies)
+  // primary median / that of each SummaryOptions::also_compare row present (throughput only).
+  std::vector<std::pair<std::string, double>> other_ratios;
 };
 
 struct Report {

@@ -2,26 +2,66 @@
 #include "guest/vcpu_thread.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <span>
 #include <system_error>
 
 #include "common/log.h"
+#include "wire/synic.h"
 
 namespace uvmbus::guest {
 namespace {
 thread_local VcpuThread* t_current_vcpu = nullptr;
 
 UniqueFd MakeWakeFd() { return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)); }
+
+// Process-wide default spin policy (VmbusBus creates the vCPU threads; the bench and tools set
+// this before connecting).
+std::atomic<uint64_t> g_spin_limit_ns{SpinPolicy{}.limit_ns};
+std::atomic<bool> g_spin_adaptive{SpinPolicy{}.adaptive};
+
+// Smallest non-zero spin budget, and how often a spinning thread yields the core.
+constexpr uint64_t kMinSpinNs = 1'000;
+constexpr int64_t kYieldEveryNs = 2'000;
+
+int64_t MonotonicNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 }  // namespace
+
+void VcpuThread::SetDefaultSpinPolicy(SpinPolicy policy) {
+  g_spin_limit_ns.store(policy.limit_ns, std::memory_order_relaxed);
+  g_spin_adaptive.store(policy.adaptive, std::memory_order_relaxed);
+}
+
+SpinPolicy VcpuThread::DefaultSpinPolicy() {
+  return SpinPolicy{g_spin_limit_ns.load(std::memory_order_relaxed),
+                    g_spin_adaptive.load(std::memory_order_relaxed)};
+}
 
 VcpuThread::VcpuThread(partition::GuestPartition& partition, uint32_t vcpu, Handler* handler)
     : partition_(partition),
       vcpu_(vcpu),
       handler_(handler),
       wake_fd_(MakeWakeFd()),
-      softirq_(vcpu, wake_fd_.get()) {}
+      softirq_(vcpu, wake_fd_.get()),
+      spin_policy_(DefaultSpinPolicy()) {}
 
 VcpuThread::~VcpuThread() { Stop(); }
 
@@ -74,15 +114,46 @@ void VcpuThread::Run() {
       {wake_fd_.get(), POLLIN, 0},
       {partition_.DisconnectFd(), POLLIN, 0},
   };
+  const SpinPolicy policy = spin_policy_;
+  uint64_t budget = policy.limit_ns;
+  const auto grow = [&] {
+    budget = std::min(policy.limit_ns, std::max(budget * 2, kMinSpinNs));
+  };
   while (!stop_.load(std::memory_order_acquire)) {
     // Pending softirq work (a tasklet over its budget, a NAPI that used its whole budget) is run
     // after a non-blocking look at the interrupt, so new interrupts are served in between.
-    const int timeout = softirq_.HasWork() ? 0 : -1;
+    int timeout = softirq_.HasWork() ? 0 : -1;
+    bool spin_hit = false;
+    if (timeout < 0 && budget > 0) {
+      stats_.spins.Add();
+      const int64_t t0 = MonotonicNs();
+      spin_hit = Spin(budget);
+      stats_.spin_ns.Add(static_cast<uint64_t>(MonotonicNs() - t0));
+      if (spin_hit) {
+        stats_.spin_hits.Add();
+        if (policy.adaptive) grow();
+        timeout = 0;
+      } else {
+        stats_.spin_misses.Add();
+      }
+    }
+    const int64_t sleep_start = timeout < 0 && policy.adaptive ? MonotonicNs() : 0;
     const int n = ::poll(fds, 3, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       UVMBUS_LOG_ERROR("guest", "vcpu {}: poll failed: {}", vcpu_, errno);
       break;
+    }
+    if (sleep_start != 0 && policy.limit_ns > 0) {
+      // haltpoll: a sleep shorter than the limit would have been saved by a longer spin; a
+      // longer one means the vCPU is idle and spinning only burns CPU.
+      const uint64_t slept = static_cast<uint64_t>(MonotonicNs() - sleep_start);
+      if (slept < policy.limit_ns) {
+        grow();
+      } else {
+        budget /= 2;
+        if (budget < kMinSpinNs) budget = 0;
+      }
     }
     if (stop_.load(std::memory_order_acquire)) break;
 
@@ -105,7 +176,13 @@ void VcpuThread::Run() {
         stats_.interrupts.Add();
         stats_.raises.Add(raised);
         handler_->OnInterrupt(*this);
+      } else if (spin_hit) {
+        handler_->OnInterrupt(*this);
       }
+    } else if (spin_hit) {
+      // The spin saw a bit or a message before the host's eventfd write arrived: serve it now.
+      // The eventfd write that follows leaves one interrupt that finds nothing (harmless).
+      handler_->OnInterrupt(*this);
     }
     softirq_.RunPass();
 
@@ -113,6 +190,43 @@ void VcpuThread::Run() {
     qs_seq_.notify_all();
   }
   t_current_vcpu = nullptr;
+}
+
+bool VcpuThread::PagesPending() const {
+  const std::span<uint8_t> events = partition_.EventPage(vcpu_);
+  const std::span<uint8_t> messages = partition_.MessagePage(vcpu_);
+  if (events.size() < wire::kHvPageSize || messages.size() < wire::kHvPageSize) return false;
+  // Relaxed loads of the host-written words (the ISR re-reads them with the proper ordering);
+  // only "is anything set" is decided here, never what.
+  uint8_t* area = events.data() + wire::kVmbusEventAreaOffset;
+  uint64_t any = 0;
+  for (uint32_t w = 0; w < wire::kSynicEventAreaSize / 8; ++w) {
+    any |= std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(area + 8 * w))
+               .load(std::memory_order_relaxed);
+  }
+  if (any != 0) return true;
+  uint8_t* slot = messages.data() + wire::kVmbusMessageSlotOffset;
+  return std::atomic_ref<uint32_t>(
+             *reinterpret_cast<uint32_t*>(slot + wire::kHvMessageTypeOffset))
+             .load(std::memory_order_relaxed) != wire::kHvMsgNone;
+}
+
+bool VcpuThread::Spin(uint64_t budget_ns) {
+  const int64_t start = MonotonicNs();
+  const int64_t deadline =
+      start + static_cast<int64_t>(std::min<uint64_t>(budget_ns, uint64_t{INT64_MAX} / 2));
+  int64_t next_yield = start + kYieldEveryNs;
+  for (;;) {
+    if (PagesPending() || softirq_.HasWork() || stop_.load(std::memory_order_relaxed)) return true;
+    for (int i = 0; i < 16; ++i) CpuRelax();
+    const int64_t now = MonotonicNs();
+    if (now >= deadline) return false;
+    if (now >= next_yield) {
+      // Another thread of this core (the application behind NetDevice) may be runnable.
+      (void)::sched_yield();
+      next_yield = MonotonicNs() + kYieldEveryNs;
+    }
+  }
 }
 
 }  // namespace uvmbus::guest

@@ -13,6 +13,18 @@
 // section it was in when called, so after unpublishing a channel (relid table slot cleared,
 // callbacks disabled) and waiting on every vCPU, no thread can still be using it.
 //
+// Bounded adaptive spin (issue 4): before sleeping, the thread spins for up to a budget on the
+// vCPU's own SynIC pages (the VMBus event-flags area and message slot; no syscall) and runs the
+// ISR directly when the host set a bit or posted a message, so a busy channel never pays the
+// ~42 us blocking eventfd wake-up of a halted vCPU. The budget adapts like Linux's haltpoll
+// (cpuidle-haltpoll / guest_halt_poll_ns): it doubles when the spin found work or the following
+// sleep was shorter than the limit, and halves when the sleep was longer, so an idle vCPU spins
+// at most once after its last interrupt and then not at all. While spinning the thread yields the
+// core every ~2 us (sched_yield) so that an application thread sharing the core keeps running.
+// SpinPolicy sets the limit (0 disables the spin); every phase is counted in VcpuStats. The host
+// still writes the interrupt eventfd when it sets a clear bit; the ISR that follows finds nothing
+// (cheap, counted as an interrupt) - the point is that no sleep waits for it.
+//
 // Spec: vmbus-protocol.md 1.2 ("the single per-CPU interrupt"), 7.1, 7.2 (ISR order), 7.4.
 // Linux: drivers/hv/vmbus_drv.c (vmbus_isr, per-CPU sysvec), kernel/softirq.c (irq_exit ->
 //        softirq), RCU (synchronize_rcu after removing a channel from the relid table).
@@ -46,6 +58,20 @@ struct VcpuStats {
   SingleWriterCounter stray_events;
   // SynIC messages taken from this vCPU's slot.
   SingleWriterCounter messages;
+  // Adaptive spin before sleeping: phases started, phases that found work (the ISR ran without
+  // an eventfd wake-up), phases that ran out of budget (the thread slept), and ns spent spinning.
+  SingleWriterCounter spins;
+  SingleWriterCounter spin_hits;
+  SingleWriterCounter spin_misses;
+  SingleWriterCounter spin_ns;
+};
+
+// How long a vCPU thread spins before it sleeps.
+struct SpinPolicy {
+  // Upper bound of one spin phase in ns; 0 = never spin (sleep at once, the old behaviour).
+  uint64_t limit_ns = 50'000;
+  // Adapt the budget within [0, limit_ns] (haltpoll-style); false = always spin limit_ns.
+  bool adaptive = true;
 };
 
 class VcpuThread {
@@ -73,6 +99,13 @@ class VcpuThread {
   // Asks the thread to exit after its current pass and joins it. Idempotent.
   void Stop();
 
+  // The spin policy new threads start with (process-wide; VmbusBus creates the threads). Set it
+  // before the bus starts its vCPUs; a running thread keeps the policy it started with.
+  static void SetDefaultSpinPolicy(SpinPolicy policy);
+  static SpinPolicy DefaultSpinPolicy();
+  // This thread's policy; takes effect at Start().
+  void set_spin_policy(SpinPolicy policy) { spin_policy_ = policy; }
+
   uint32_t vcpu() const { return vcpu_; }
   SoftirqQueue& softirq() { return softirq_; }
   const VcpuStats& stats() const { return stats_; }
@@ -89,6 +122,10 @@ class VcpuThread {
 
  private:
   void Run();
+  // Spins up to `budget_ns` for work visible without a syscall (SynIC event area or message
+  // slot of this vCPU, softirq items, stop). Returns true if some was seen.
+  bool Spin(uint64_t budget_ns);
+  bool PagesPending() const;
 
   partition::GuestPartition& partition_;
   const uint32_t vcpu_;
@@ -101,6 +138,7 @@ class VcpuThread {
   // Quiescent-state sequence: odd while the thread runs an ISR + softirq pass.
   std::atomic<uint32_t> qs_seq_{0};
   VcpuStats stats_;
+  SpinPolicy spin_policy_;
 };
 
 }  // namespace uvmbus::guest

@@ -86,7 +86,10 @@ TEST(BenchCliTest, DefaultsMatchTheMethod) {
   EXPECT_TRUE(command.probe_placement);
   EXPECT_EQ(command.nice, -20);
   EXPECT_EQ(command.summary.foreign_cpu_limit, 0.15);
-  EXPECT_EQ(command.summary.throughput_baseline, "raw-ring-1MiB");
+  // The baseline is the raw ring with netvsc's ring footprint; both queue counts run.
+  EXPECT_EQ(command.summary.throughput_baseline, "raw-ring-512KiB");
+  EXPECT_EQ(command.raw_ring_sizes, (std::vector<std::string>{"512KiB", "4MiB"}));
+  EXPECT_EQ(command.queues, (std::vector<uint32_t>{1, 2}));
 }
 
 TEST(RunBenchCommandTest, ListNamesEveryContenderAndWhatIsMissing) {
@@ -96,7 +99,7 @@ TEST(RunBenchCommandTest, ListNamesEveryContenderAndWhatIsMissing) {
   Capture out, err;
   EXPECT_EQ(RunBenchCommand(command, {}, out.get(), err.get()), 0);
   const std::string text = out.Text();
-  for (const char* name : {"raw-ring-1MiB", "raw-ring-4MiB", "vmbus-ring-1MiB", "unix-dgram",
+  for (const char* name : {"raw-ring-512KiB", "raw-ring-4MiB", "vmbus-ring-512KiB", "unix-dgram",
                            "dpdk-memif", "pingpong"}) {
     EXPECT_NE(text.find(name), std::string::npos) << name;
   }
@@ -138,7 +141,8 @@ TEST(RunBenchCommandTest, ShortRunPrintsTheTableAndWritesJson) {
   command.seconds = 0.05;
   command.frames = {64};
   command.modes = {"poll"};
-  command.contenders = {"raw-ring-1MiB", "vmbus-ring-1MiB", "pingpong"};
+  command.queues = {1};
+  command.contenders = {"raw-ring-512KiB", "vmbus-ring-512KiB", "pingpong"};
   command.wait_for_idle = false;
   command.probe_placement = false;
   command.nice.reset();
@@ -148,7 +152,7 @@ TEST(RunBenchCommandTest, ShortRunPrintsTheTableAndWritesJson) {
   const std::string table = out.Text();
   EXPECT_NE(table.find("throughput 64B q1 poll"), std::string::npos) << table;
   EXPECT_NE(table.find("latency 64B q1 poll"), std::string::npos) << table;
-  EXPECT_NE(table.find("vmbus-ring-1MiB"), std::string::npos);
+  EXPECT_NE(table.find("vmbus-ring-512KiB"), std::string::npos);
   std::ifstream in(json_path);
   const nlohmann::json j = nlohmann::json::parse(in);
   std::filesystem::remove(json_path);
