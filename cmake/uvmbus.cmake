@@ -26,10 +26,10 @@ function(uvmbus_add_library layer)
   add_library(uvmbus::${layer} ALIAS ${target})
 endfunction()
 
-# uvmbus_add_test(<name> SOURCES x_test.cc DEPS uvmbus::ring [LABELS unit])
+# uvmbus_add_test(<name> SOURCES x_test.cc DEPS uvmbus::ring [LABELS unit] [TIMEOUT s] [SERIAL])
 # One gtest binary; every TEST becomes a ctest entry.
 function(uvmbus_add_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "SERIAL" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   if(NOT ARG_SOURCES)
     return()  # a layer whose tests have not landed yet
   endif()
@@ -43,6 +43,12 @@ function(uvmbus_add_test name)
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()
+  # SERIAL: the test saturates both cores (busy-polling peers such as dpdk-testpmd, or timed
+  # throughput runs) and must not share the machine with other tests under `ctest -j`.
+  set(serial FALSE)
+  if(ARG_SERIAL)
+    set(serial TRUE)
+  endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}" RUN_SERIAL ${serial})
 endfunction()

@@ -10,8 +10,11 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   iproute2 iputils-ping tcpdump procps
+  dpdk
 )
-if [ "${1:-}" = "--bench" ]; then packages+=(dpdk linux-perf); fi
+# dpdk: dpdk-testpmd drives a uvmbus NIC with DPDK's own netvsc PMD (docs/interop.md) and is the
+# memif peer of the benchmarks. --bench adds the profiler used for docs/benchmarks.md.
+if [ "${1:-}" = "--bench" ]; then packages+=(linux-perf); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
