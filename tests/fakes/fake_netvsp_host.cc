@@ -653,6 +653,9 @@ void FakeNetvspHost::HandleRndisControl(std::span<const uint8_t> bytes) {
 Status FakeNetvspHost::WriteToGuest(Chan& chan, std::span<const uint8_t> header,
                                     std::span<const uint8_t> payload) {
   std::lock_guard lock(chan.out_mu);
+  if (chan.corrupted) {
+    return MakeError(ErrorCode::kUnavailable, "host->guest ring corrupted on purpose");
+  }
   ring::OutgoingRing& out = chan.channel->outbound();
   // The guest drains continuously; a full ring is retried briefly (replies are rare).
   for (int attempt = 0; attempt < 2000; ++attempt) {
@@ -796,6 +799,9 @@ Status FakeNetvspHost::InjectBatch(
   Chan* chan = FindChan(queue);
   if (chan == nullptr) return MakeError(ErrorCode::kUnavailable, "queue {} not open", queue);
   std::lock_guard lock(chan->out_mu);
+  if (chan->corrupted) {
+    return MakeError(ErrorCode::kUnavailable, "host->guest ring corrupted on purpose");
+  }
   ring::OutgoingRing& out = chan->channel->outbound();
   ring::WriteCursor cursor = out.BeginWrite();
   for (const auto& [header, payload] : packets) {
@@ -840,6 +846,7 @@ Status FakeNetvspHost::CorruptGuestRing(uint16_t queue, uint32_t write_index) {
   if (chan == nullptr) return MakeError(ErrorCode::kUnavailable, "queue {} not open", queue);
   {
     std::lock_guard lock(chan->out_mu);
+    chan->corrupted = true;
     chan->channel->outbound().view().write_index().store(write_index, std::memory_order_release);
   }
   chan->channel->SignalGuest();

@@ -209,6 +209,8 @@ class FakeNetvspHost {
                            std::span<const uint8_t> nvsp, uint64_t trans_id,
                            uint16_t pageset_id = wire::kNetvscReceiveBufferId);
   // Writes raw bytes into the host->guest ring data area and moves write_index (ring corruption).
+  // The fake never writes to that ring again (a later commit would store a valid write_index and
+  // heal the corruption before a slow guest has read it); writes to it fail with kUnavailable.
   Status CorruptGuestRing(uint16_t queue, uint32_t write_index);
   // Signals the guest on `queue` without writing anything (R19).
   void Signal(uint16_t queue);
@@ -221,6 +223,7 @@ class FakeNetvspHost {
   struct Chan {
     host::HostChannel* channel = nullptr;
     std::mutex out_mu;  // the host->guest ring
+    bool corrupted = false;  // guarded by out_mu: CorruptGuestRing() ran, no more writes
     std::thread worker;
     UniqueFd stop_fd;
     std::atomic<bool> stop{false};
