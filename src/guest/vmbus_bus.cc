@@ -232,6 +232,13 @@ void BusImpl::Shutdown() {
   offer_cv_.notify_all();
   // Wake every waiter first so no worker stays blocked on a host answer.
   requests_.FailAll(Error::Make(ErrorCode::kCancelled, "VMBus bus shutting down"));
+  // A host hang-up queued RemoveAllDevices() on the device worker (OnHostDisconnect), and Stop()
+  // below discards queued work: the drivers must get their Remove() before the devices are
+  // dropped, since a driver holds references to its devices. Let that work run first (bounded:
+  // with the host gone nothing in it waits for an answer).
+  if (host_gone_.load(std::memory_order_acquire)) {
+    (void)device_wq_.Flush(std::chrono::milliseconds(10'000));
+  }
   offer_wq_.Stop();
   rescind_wq_.Stop();
   sc_wq_.Stop();

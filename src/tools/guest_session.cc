@@ -299,8 +299,8 @@ Status GuestSession::Close(bool unload) {
     // Drivers removed (channels closed, GPADLs torn down), then UNLOAD / UNLOAD_RESPONSE.
     result = bus_->Disconnect();
   }
-  // The bus first: its destructor runs the drivers' Remove() (nothing is sent to a vanished
-  // host) and joins its threads; then the drivers; then the partition (guest RAM unmapped,
+  // The bus first: its destructor lets the drivers' Remove() run (after a hang-up the bus queued
+  // it; nothing is sent to a vanished host) and joins its threads; then the drivers; then the partition (guest RAM unmapped,
   // socket closed - a live host sees the hang-up).
   bus_.reset();
   netvsc_.reset();
