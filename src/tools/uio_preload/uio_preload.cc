@@ -396,19 +396,21 @@ void* MapResource(void* addr, size_t len, int prot, int flags, int fd, off_t off
   return p;
 }
 
+// The mode argument of an open-family call: present (and read) only when `flags` create a file.
+mode_t ModeArgument(int flags, va_list ap) {
+  return NeedsMode(flags) ? static_cast<mode_t>(va_arg(ap, int)) : 0;
+}
+
 }  // namespace
 
 extern "C" {
 
 __attribute__((visibility("default"))) int open(const char* path, int flags, ...) {
   const OpenFn real = UVMBUS_REAL(OpenFn, "open");
-  mode_t mode = 0;
-  if (NeedsMode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = ModeArgument(flags, ap);
+  va_end(ap);
   char buf[4096];
   const Rewrite r = RewritePath(path, buf, sizeof buf);
   return FinishOpen(real(r.path, flags, mode), r.kind);
@@ -416,13 +418,10 @@ __attribute__((visibility("default"))) int open(const char* path, int flags, ...
 
 __attribute__((visibility("default"))) int open64(const char* path, int flags, ...) {
   const OpenFn real = UVMBUS_REAL(OpenFn, "open64");
-  mode_t mode = 0;
-  if (NeedsMode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = ModeArgument(flags, ap);
+  va_end(ap);
   char buf[4096];
   const Rewrite r = RewritePath(path, buf, sizeof buf);
   return FinishOpen(real(r.path, flags, mode), r.kind);
@@ -444,13 +443,10 @@ __attribute__((visibility("default"))) int __open64_2(const char* path, int flag
 
 __attribute__((visibility("default"))) int openat(int dirfd, const char* path, int flags, ...) {
   const OpenatFn real = UVMBUS_REAL(OpenatFn, "openat");
-  mode_t mode = 0;
-  if (NeedsMode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = ModeArgument(flags, ap);
+  va_end(ap);
   char buf[4096];
   const Rewrite r = RewritePath(path, buf, sizeof buf);  // absolute paths only match
   return FinishOpen(real(dirfd, r.path, flags, mode), r.kind);
@@ -458,13 +454,10 @@ __attribute__((visibility("default"))) int openat(int dirfd, const char* path, i
 
 __attribute__((visibility("default"))) int openat64(int dirfd, const char* path, int flags, ...) {
   const OpenatFn real = UVMBUS_REAL(OpenatFn, "openat64");
-  mode_t mode = 0;
-  if (NeedsMode(flags)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = static_cast<mode_t>(va_arg(ap, int));
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = ModeArgument(flags, ap);
+  va_end(ap);
   char buf[4096];
   const Rewrite r = RewritePath(path, buf, sizeof buf);
   return FinishOpen(real(dirfd, r.path, flags, mode), r.kind);
